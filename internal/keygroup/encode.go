@@ -1,0 +1,92 @@
+package keygroup
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"reflect"
+	"unsafe"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Encoder appends the canonical encoding of a key to dst. The encoding is what the
+// key group hash and the state backends see; it is stable across processes.
+type Encoder[K any] func(dst []byte, k K) []byte
+
+// EncoderFor returns the canonical encoder for key type K:
+//   - string and []byte-like named string types: the bytes themselves;
+//   - signed integers: 8 bytes big-endian with the sign bit flipped (so byte order is numeric order);
+//   - unsigned integers: 8 bytes big-endian;
+//   - bool: one byte; floats: 8 bytes IEEE-754 big-endian (-0 normalised to 0);
+//   - anything else (structs, arrays): msgpack, which is deterministic for comparable types.
+//
+// The choice is made once per key type, so encoding a key costs no reflection.
+func EncoderFor[K any]() Encoder[K] {
+	var zero K
+	switch reflect.TypeOf(&zero).Elem().Kind() {
+	case reflect.String:
+		return func(dst []byte, k K) []byte { return append(dst, *(*string)(unsafe.Pointer(&k))...) }
+	case reflect.Int:
+		return func(dst []byte, k K) []byte { return appendInt(dst, int64(*(*int)(unsafe.Pointer(&k)))) }
+	case reflect.Int64:
+		return func(dst []byte, k K) []byte { return appendInt(dst, *(*int64)(unsafe.Pointer(&k))) }
+	case reflect.Int32:
+		return func(dst []byte, k K) []byte { return appendInt(dst, int64(*(*int32)(unsafe.Pointer(&k)))) }
+	case reflect.Int16:
+		return func(dst []byte, k K) []byte { return appendInt(dst, int64(*(*int16)(unsafe.Pointer(&k)))) }
+	case reflect.Int8:
+		return func(dst []byte, k K) []byte { return appendInt(dst, int64(*(*int8)(unsafe.Pointer(&k)))) }
+	case reflect.Uint:
+		return func(dst []byte, k K) []byte {
+			return binary.BigEndian.AppendUint64(dst, uint64(*(*uint)(unsafe.Pointer(&k))))
+		}
+	case reflect.Uint64:
+		return func(dst []byte, k K) []byte {
+			return binary.BigEndian.AppendUint64(dst, *(*uint64)(unsafe.Pointer(&k)))
+		}
+	case reflect.Uint32:
+		return func(dst []byte, k K) []byte {
+			return binary.BigEndian.AppendUint64(dst, uint64(*(*uint32)(unsafe.Pointer(&k))))
+		}
+	case reflect.Uint16:
+		return func(dst []byte, k K) []byte {
+			return binary.BigEndian.AppendUint64(dst, uint64(*(*uint16)(unsafe.Pointer(&k))))
+		}
+	case reflect.Uint8:
+		return func(dst []byte, k K) []byte {
+			return binary.BigEndian.AppendUint64(dst, uint64(*(*uint8)(unsafe.Pointer(&k))))
+		}
+	case reflect.Bool:
+		return func(dst []byte, k K) []byte {
+			if *(*bool)(unsafe.Pointer(&k)) {
+				return append(dst, 1)
+			}
+			return append(dst, 0)
+		}
+	case reflect.Float64:
+		return func(dst []byte, k K) []byte { return appendFloat(dst, *(*float64)(unsafe.Pointer(&k))) }
+	case reflect.Float32:
+		return func(dst []byte, k K) []byte { return appendFloat(dst, float64(*(*float32)(unsafe.Pointer(&k)))) }
+	default:
+		return func(dst []byte, k K) []byte {
+			b, err := msgpack.Marshal(k)
+			if err != nil {
+				// Comparable Go values always encode; reaching here is a programming error.
+				panic(fmt.Sprintf("keygroup: cannot encode key of type %T: %v", k, err))
+			}
+			return append(dst, b...)
+		}
+	}
+}
+
+func appendInt(dst []byte, v int64) []byte {
+	return binary.BigEndian.AppendUint64(dst, uint64(v)^(1<<63))
+}
+
+func appendFloat(dst []byte, f float64) []byte {
+	if f == 0 {
+		f = 0 // normalise -0
+	}
+	return binary.BigEndian.AppendUint64(dst, math.Float64bits(f))
+}

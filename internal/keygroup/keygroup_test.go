@@ -1,0 +1,65 @@
+package keygroup
+
+import (
+	"hash/fnv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The hash is part of the on-disk contract: these values must never change.
+func TestHashGolden(t *testing.T) {
+	require.Equal(t, uint64(0xefd01f60ba992926), Hash(nil))
+	require.Equal(t, Hash([]byte("video-42")), HashString("video-42"))
+	require.Equal(t, 63, OfString("video-42", 128))
+	require.Equal(t, 104, Of(EncoderFor[int]()(nil, 7), 128))
+}
+
+// The FNV-1a part must agree with the standard library's independent implementation.
+func TestHashIsFNV1aThenFmix(t *testing.T) {
+	for _, s := range []string{"", "a", "video-42", "ünïcode"} {
+		h := fnv.New64a()
+		h.Write([]byte(s))
+		require.Equal(t, fmix64(h.Sum64()), HashString(s))
+	}
+}
+
+func TestRangeForMatchesSubtask(t *testing.T) {
+	for _, maxP := range []int{1, 7, 128, 1000} {
+		for p := 1; p <= maxP && p <= 17; p++ {
+			covered := 0
+			for s := 0; s < p; s++ {
+				r := RangeFor(s, p, maxP)
+				for kg := 0; kg < maxP; kg++ {
+					require.Equal(t, r.Contains(kg), Subtask(kg, p, maxP) == s, "maxP=%d p=%d s=%d kg=%d", maxP, p, s, kg)
+				}
+				covered += r.Len()
+			}
+			require.Equal(t, maxP, covered)
+		}
+	}
+}
+
+func TestEncoders(t *testing.T) {
+	require.Equal(t, []byte("ab"), EncoderFor[string]()(nil, "ab"))
+	type name string
+	require.Equal(t, []byte("ab"), EncoderFor[name]()(nil, name("ab")))
+	ei := EncoderFor[int64]()
+	require.Less(t, string(ei(nil, -1)), string(ei(nil, 0)))
+	require.Less(t, string(ei(nil, 0)), string(ei(nil, 5)))
+	require.Equal(t, EncoderFor[float64]()(nil, 0), EncoderFor[float64]()(nil, -0.0*1))
+	type pair struct {
+		A string
+		B int
+	}
+	ep := EncoderFor[pair]()
+	require.Equal(t, ep(nil, pair{"x", 1}), ep(nil, pair{"x", 1}))
+	require.NotEqual(t, ep(nil, pair{"x", 1}), ep(nil, pair{"x", 2}))
+}
+
+func TestValidate(t *testing.T) {
+	require.NoError(t, Validate(4, 128))
+	require.ErrorContains(t, Validate(0, 128), "parallelism 0")
+	require.ErrorContains(t, Validate(200, 128), "above max parallelism")
+	require.ErrorContains(t, Validate(1, 0), "max parallelism 0")
+}
