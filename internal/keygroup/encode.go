@@ -90,3 +90,19 @@ func appendFloat(dst []byte, f float64) []byte {
 	}
 	return binary.BigEndian.AppendUint64(dst, math.Float64bits(f))
 }
+
+// HashFuncFor returns a function computing Hash(encode(k)) for key type K. Strings
+// are hashed in place; other kinds are encoded into a buffer owned by the returned
+// function, so each goroutine must call HashFuncFor for its own copy.
+func HashFuncFor[K any]() func(k K) uint64 {
+	var zero K
+	if reflect.TypeOf(&zero).Elem().Kind() == reflect.String {
+		return func(k K) uint64 { return HashString(*(*string)(unsafe.Pointer(&k))) }
+	}
+	enc := EncoderFor[K]()
+	var buf []byte
+	return func(k K) uint64 {
+		buf = enc(buf[:0], k)
+		return Hash(buf)
+	}
+}

@@ -63,3 +63,11 @@ func TestValidate(t *testing.T) {
 	require.ErrorContains(t, Validate(200, 128), "above max parallelism")
 	require.ErrorContains(t, Validate(1, 0), "max parallelism 0")
 }
+
+func TestHashFuncForAgreesWithEncoding(t *testing.T) {
+	type name string
+	require.Equal(t, HashString("k1"), HashFuncFor[name]()("k1"))
+	require.Equal(t, Hash(EncoderFor[int]()(nil, 99)), HashFuncFor[int]()(99))
+	type pair struct{ A, B int }
+	require.Equal(t, Hash(EncoderFor[pair]()(nil, pair{1, 2})), HashFuncFor[pair]()(pair{1, 2}))
+}

@@ -1,0 +1,216 @@
+package dataflow
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicedata/sluice/internal/keygroup"
+)
+
+// Config holds job-wide settings. Zero fields take the values of DefaultConfig.
+type Config struct {
+	// Parallelism is the default number of subtasks per operator.
+	Parallelism int
+	// MaxParallelism is the number of key groups. It bounds parallelism and must
+	// stay fixed for the life of a job's state.
+	MaxParallelism int
+	// BatchSize is the number of records sent between tasks in one batch.
+	BatchSize int
+	// Linger bounds how long a record may wait in a partly filled batch while
+	// its task is busy. A task that runs out of input flushes at once.
+	Linger time.Duration
+	// QueueBatches is the capacity, in batches, of each channel between two
+	// subtasks. Memory between tasks is bounded by channels x QueueBatches x BatchSize records.
+	QueueBatches int
+}
+
+// DefaultConfig returns the defaults: parallelism 1, 128 key groups, batches of
+// 256 records, 2 ms linger, 4 batches per channel.
+func DefaultConfig() Config {
+	return Config{
+		Parallelism:    1,
+		MaxParallelism: keygroup.DefaultMaxParallelism,
+		BatchSize:      256,
+		Linger:         2 * time.Millisecond,
+		QueueBatches:   4,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Parallelism == 0 {
+		c.Parallelism = d.Parallelism
+	}
+	if c.MaxParallelism == 0 {
+		c.MaxParallelism = d.MaxParallelism
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = d.BatchSize
+	}
+	if c.Linger == 0 {
+		c.Linger = d.Linger
+	}
+	if c.QueueBatches == 0 {
+		c.QueueBatches = d.QueueBatches
+	}
+	return c
+}
+
+// Validate checks the settings.
+func (c Config) Validate() error {
+	if err := keygroup.Validate(c.Parallelism, c.MaxParallelism); err != nil {
+		return fmt.Errorf("%w: job default: %v", ErrParallelism, err)
+	}
+	if c.BatchSize < 1 {
+		return fmt.Errorf("dataflow: batch size %d must be at least 1", c.BatchSize)
+	}
+	if c.Linger < 0 {
+		return fmt.Errorf("dataflow: linger %v must not be negative", c.Linger)
+	}
+	if c.QueueBatches < 1 {
+		return fmt.Errorf("dataflow: queue capacity %d batches must be at least 1", c.QueueBatches)
+	}
+	return nil
+}
+
+// Job is a dataflow graph under construction, and then the handle to run it.
+//
+// Building functions (sources, operators, sinks) never fail on the spot: they
+// record problems on the job, and Validate, Plan and Run report all of them,
+// each naming its operator. Nothing starts running for an invalid job.
+//
+// A Job is built from one goroutine. Run may be called once at a time.
+type Job struct {
+	name    string
+	cfg     Config
+	nodes   []*node
+	byName  map[string]*node
+	errs    []error
+	running atomic.Bool
+}
+
+// NewJob starts an empty job. An optional Config overrides the defaults.
+func NewJob(name string, cfg ...Config) *Job {
+	j := &Job{name: name, byName: map[string]*node{}}
+	if len(cfg) > 0 {
+		j.cfg = cfg[0]
+	}
+	j.cfg = j.cfg.withDefaults()
+	if len(cfg) > 1 {
+		j.errs = append(j.errs, errors.New("dataflow: NewJob takes at most one Config"))
+	}
+	return j
+}
+
+// Name is the job's name.
+func (j *Job) Name() string { return j.name }
+
+// Config is the job's effective configuration.
+func (j *Job) Config() Config { return j.cfg }
+
+func (j *Job) addErr(err error) { j.errs = append(j.errs, err) }
+
+// Option sets a property of one operator.
+type Option func(*node)
+
+// Parallelism sets the number of subtasks of the operator.
+func Parallelism(n int) Option { return func(nd *node) { nd.parallelism = n; nd.parallelismSet = true } }
+
+// DisableChaining keeps the operator in a task of its own, connected to its
+// neighbours through exchanges. Useful to isolate a slow or blocking operator.
+func DisableChaining() Option { return func(nd *node) { nd.noChain = true } }
+
+type nodeKind uint8
+
+const (
+	kindSource nodeKind = iota
+	kindOperator
+	kindSink
+)
+
+func (k nodeKind) String() string {
+	return [...]string{"source", "operator", "sink"}[k]
+}
+
+// node is one operator in the graph. Its typed behaviour lives in closures made
+// by the generic functions that created it.
+type node struct {
+	id             int
+	name           string
+	kind           nodeKind
+	parallelism    int
+	parallelismSet bool
+	noChain        bool
+	keyed          bool
+	inputs         []*edge
+	ports          []*port // ports[0] is the main output; others are side outputs
+	in             elemType
+	// build makes one subtask's operator. outs holds, per port, the typed
+	// Output[T] as any. It returns the operator's typed input (an Output[In] as
+	// any) for operators and sinks, nil for sources.
+	build func(b *buildCtx) (input any, life lifecycle, err error)
+}
+
+type port struct {
+	tag       string // "" for the main output
+	typ       elemType
+	consumers []*edge
+}
+
+type partitioning uint8
+
+const (
+	partDefault partitioning = iota // forward if parallelism matches, else rebalance
+	partForward
+	partRebalance
+	partHash
+	partBroadcast
+)
+
+func (p partitioning) String() string {
+	return [...]string{"default", "forward", "rebalance", "hash", "broadcast"}[p]
+}
+
+type edge struct {
+	from *node
+	port *port
+	to   *node
+	part partitioning
+	// hash makes a per-writer function from a record to its key group; set for partHash.
+	hash func() any
+	// resolved at compile time
+	chained bool
+}
+
+// addNode registers a node, checking its name.
+func (j *Job) addNode(name string, kind nodeKind, opts []Option) *node {
+	n := &node{id: len(j.nodes), name: name, kind: kind}
+	for _, o := range opts {
+		if o != nil {
+			o(n)
+		}
+	}
+	if name == "" {
+		j.addErr(fmt.Errorf("%w (operator #%d, a %s)", ErrEmptyName, n.id, kind))
+	} else if prev, ok := j.byName[name]; ok {
+		j.addErr(fmt.Errorf("%w: %q names operator #%d and #%d", ErrDuplicateName, name, prev.id, n.id))
+	} else {
+		j.byName[name] = n
+	}
+	if n.parallelismSet {
+		if err := keygroup.Validate(n.parallelism, j.cfg.MaxParallelism); err != nil {
+			j.addErr(fmt.Errorf("%w: operator %q: %v", ErrParallelism, name, err))
+		}
+	}
+	j.nodes = append(j.nodes, n)
+	return n
+}
+
+func (j *Job) par(n *node) int {
+	if n.parallelismSet {
+		return n.parallelism
+	}
+	return j.cfg.Parallelism
+}

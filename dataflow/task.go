@@ -1,0 +1,338 @@
+package dataflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/sluicedata/sluice/internal/exchange"
+)
+
+// lifecycle is the untyped side of an operator that the task drives.
+type lifecycle interface {
+	open(ctx context.Context) error
+	finish(ctx context.Context) error
+	close() error
+}
+
+// watermarker is the untyped part of an Output.
+type watermarker interface{ EmitWatermark(wm Timestamp) }
+
+// task runs one subtask of one chain in one goroutine.
+type task struct {
+	// ctx lives exactly as long as one Run: Output.Collect has no context
+	// parameter (it is called per record), but a full exchange must still
+	// give way to cancellation, so the writers read it from here.
+	ctx     context.Context
+	name    string
+	subtask int
+	par     int
+	ops     []opSlot
+	cur     int // index in ops of the operator running user code, for errors
+
+	src    sourceRunner // set if the chain starts with a source
+	inputs []input
+	head   watermarker // the chain head's input, for watermarks from the network
+	notify chan struct{}
+
+	writers []flusher
+	linger  time.Duration
+	flushAt time.Time
+
+	chWm   []Timestamp // watermark per input channel
+	ended  []bool
+	nEnded int
+	wm     Timestamp
+
+	recordsIn int64
+}
+
+type opSlot struct {
+	name string
+	oc   *OperatorContext
+	life lifecycle
+}
+
+type sourceRunner interface {
+	poll(ctx context.Context) (SourceStatus, error)
+	emitWatermark(wm Timestamp)
+	position() string
+}
+
+// abort unwinds a task from deep inside a chain of Collect calls.
+type abort struct{ err error }
+
+// stop ends the task with err (already wrapped, or a context error).
+func (t *task) stop(err error) { panic(abort{err}) }
+
+// fail ends the task with err raised by operator i.
+func (t *task) fail(i int, err error) { panic(abort{t.opErr(i, err)}) }
+
+func (t *task) opErr(i int, err error) error {
+	var oe *OperatorError
+	if errors.As(err, &oe) || errors.Is(err, context.Canceled) && t.ctx.Err() != nil {
+		return err
+	}
+	oe = &OperatorError{Operator: t.ops[i].name, Subtask: t.subtask, Parallelism: t.par, Err: err}
+	if t.src != nil {
+		oe.Position = t.src.position()
+	}
+	return oe
+}
+
+func (t *task) recovered(r any) error {
+	if a, ok := r.(abort); ok {
+		return a.err
+	}
+	return t.opErr(t.cur, fmt.Errorf("panic: %v\n%s", r, debug.Stack()))
+}
+
+// run executes the task until end of input, failure or cancellation.
+func (t *task) run() (err error) {
+	opened := len(t.ops)
+	defer func() {
+		if r := recover(); r != nil {
+			err = t.recovered(r)
+		}
+		if cerr := t.closeOps(opened); err == nil {
+			err = cerr
+		}
+	}()
+	// Open from the tail, so every operator is ready before anything reaches it.
+	for i := len(t.ops) - 1; i >= 0; i-- {
+		t.cur = i
+		opened = i
+		if err := t.ops[i].life.open(t.ctx); err != nil {
+			return t.opErr(i, fmt.Errorf("open: %w", err))
+		}
+	}
+	t.wm = MinWatermark
+	t.flushAt = time.Now().Add(t.linger)
+	if t.src != nil {
+		err = t.runSource()
+	} else {
+		err = t.runInputs()
+	}
+	if err != nil {
+		return err
+	}
+	return t.finish()
+}
+
+// closeOps closes the operators from index from on (those that were opened),
+// even after a failure, and reports the first error.
+func (t *task) closeOps(from int) (err error) {
+	for i := from; i < len(t.ops); i++ {
+		func() {
+			defer func() {
+				if r := recover(); r != nil && err == nil {
+					err = t.opErr(i, fmt.Errorf("panic in close: %v", r))
+				}
+			}()
+			if cerr := t.ops[i].life.close(); cerr != nil && err == nil {
+				err = t.opErr(i, fmt.Errorf("close: %w", cerr))
+			}
+		}()
+	}
+	return err
+}
+
+func (t *task) runSource() error {
+	done := t.ctx.Done()
+	for {
+		select {
+		case <-done:
+			return t.ctx.Err()
+		default:
+		}
+		t.cur = 0
+		st, err := t.src.poll(t.ctx)
+		if err != nil {
+			return t.opErr(0, err)
+		}
+		switch st {
+		case MoreAvailable:
+			t.maybeFlush()
+		case NothingAvailable:
+			t.flush()
+		case EndOfInput:
+			t.src.emitWatermark(MaxWatermark)
+			return nil
+		}
+	}
+}
+
+func (t *task) runInputs() error {
+	for t.nEnded < len(t.chWm) {
+		progressed := false
+		for _, in := range t.inputs {
+			if in.poll(t) {
+				progressed = true
+			}
+		}
+		if progressed {
+			t.maybeFlush()
+			continue
+		}
+		// Out of input: send what is buffered before waiting, so records never
+		// sit in a batch while the task idles.
+		t.flush()
+		select {
+		case <-t.notify:
+		case <-t.ctx.Done():
+			return t.ctx.Err()
+		}
+	}
+	if t.wm != MaxWatermark {
+		t.wm = MaxWatermark
+		t.head.EmitWatermark(MaxWatermark)
+	}
+	return nil
+}
+
+// finish runs after MaxWatermark: operators flush in chain order, then every
+// output channel is told the input has ended.
+func (t *task) finish() error {
+	for i := range t.ops {
+		t.cur = i
+		if err := t.ops[i].life.finish(t.ctx); err != nil {
+			return t.opErr(i, fmt.Errorf("finish: %w", err))
+		}
+	}
+	for _, w := range t.writers {
+		if err := w.Emit(t.ctx, exchange.Event{Kind: exchange.EndOfInput}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *task) onEvent(ch int, ev exchange.Event) {
+	switch ev.Kind {
+	case exchange.Watermark:
+		if wm := Timestamp(ev.Value); wm > t.chWm[ch] {
+			t.chWm[ch] = wm
+			t.advanceWatermark()
+		}
+	case exchange.EndOfInput:
+		if !t.ended[ch] {
+			t.ended[ch] = true
+			t.nEnded++
+			t.advanceWatermark()
+		}
+	default:
+		t.stop(fmt.Errorf("dataflow: task %s (subtask %d): unexpected event kind %d on channel %d", t.name, t.subtask, ev.Kind, ch))
+	}
+}
+
+// advanceWatermark moves the task's watermark to the minimum over the input
+// channels that have not ended, if that is higher than the current one.
+func (t *task) advanceWatermark() {
+	minWm := MaxWatermark
+	live := false
+	for i, wm := range t.chWm {
+		if !t.ended[i] {
+			live = true
+			if wm < minWm {
+				minWm = wm
+			}
+		}
+	}
+	if !live || minWm <= t.wm {
+		return
+	}
+	t.wm = minWm
+	t.head.EmitWatermark(minWm)
+}
+
+func (t *task) maybeFlush() {
+	if len(t.writers) == 0 {
+		return
+	}
+	if now := time.Now(); now.After(t.flushAt) {
+		t.flush()
+		t.flushAt = now.Add(t.linger)
+	}
+}
+
+func (t *task) flush() {
+	for _, w := range t.writers {
+		if w.Pending() > 0 {
+			if err := w.Flush(t.ctx); err != nil {
+				t.stop(err)
+			}
+		}
+	}
+}
+
+// link is an operator inside a chain: its upstream calls it directly.
+type link[In any] struct {
+	op   Operator[In]
+	t    *task
+	idx  int
+	oc   *OperatorContext
+	outs []watermarker
+}
+
+func newLink[In any](b *buildCtx, op Operator[In]) *link[In] {
+	return &link[In]{op: op, t: b.t, idx: b.idx, oc: b.oc, outs: b.watermarkers()}
+}
+
+func (l *link[In]) Collect(v In, ts Timestamp) {
+	t := l.t
+	prev := t.cur
+	t.cur = l.idx
+	if err := l.op.Process(v, ts); err != nil {
+		t.fail(l.idx, err)
+	}
+	t.cur = prev
+}
+
+func (l *link[In]) EmitWatermark(wm Timestamp) {
+	t := l.t
+	prev := t.cur
+	t.cur = l.idx
+	if err := l.op.ProcessWatermark(wm); err != nil {
+		t.fail(l.idx, fmt.Errorf("watermark %v: %w", wm, err))
+	}
+	t.cur = prev
+	for _, o := range l.outs {
+		o.EmitWatermark(wm)
+	}
+}
+
+func (l *link[In]) open(ctx context.Context) error {
+	if l.op == nil {
+		return errors.New("operator factory returned nil")
+	}
+	return l.op.Open(ctx, l.oc)
+}
+func (l *link[In]) finish(ctx context.Context) error { return l.op.Finish(ctx) }
+func (l *link[In]) close() error {
+	if l.op == nil {
+		return nil
+	}
+	return l.op.Close()
+}
+
+type sourceNode[T any] struct {
+	src Source[T]
+	out Output[T]
+	oc  *OperatorContext
+}
+
+func (s *sourceNode[T]) open(ctx context.Context) error     { return s.src.Open(ctx, s.oc) }
+func (s *sourceNode[T]) finish(context.Context) error       { return nil }
+func (s *sourceNode[T]) close() error                       { return s.src.Close() }
+func (s *sourceNode[T]) poll(ctx context.Context) (SourceStatus, error) {
+	return s.src.Poll(ctx, s.out)
+}
+func (s *sourceNode[T]) emitWatermark(wm Timestamp) { s.out.EmitWatermark(wm) }
+func (s *sourceNode[T]) position() string {
+	if p, ok := s.src.(Positioner); ok {
+		return p.Position()
+	}
+	return ""
+}

@@ -1,0 +1,167 @@
+package dataflow
+
+import (
+	"context"
+
+	"github.com/sluicedata/sluice/internal/exchange"
+)
+
+// record is a value with its event time, as it travels between tasks.
+type record[T any] struct {
+	v  T
+	ts Timestamp
+}
+
+// elemType builds the typed runtime pieces for one element type. It is used
+// while a job is being set up, never per record.
+type elemType interface {
+	name() string
+	newGate(channels, capacity, batch int, notify chan struct{}) any
+	newInput(gate any, base int, head any) input
+	newWriter(targets []target, e *edge, maxP, batch int, t *task) (out any, w flusher)
+	fanout(outs []any) any
+}
+
+type target struct {
+	gate    any
+	channel int
+}
+
+// flusher is the untyped side of an exchange writer that the task drives.
+type flusher interface {
+	Flush(ctx context.Context) error
+	Emit(ctx context.Context, ev exchange.Event) error
+	Pending() int
+}
+
+type typed[T any] struct{}
+
+func typeOf[T any]() elemType { return typed[T]{} }
+
+func (typed[T]) name() string { return typeName[T]() }
+
+func (typed[T]) newGate(channels, capacity, batch int, notify chan struct{}) any {
+	return exchange.NewGate[record[T]](channels, capacity, batch, notify)
+}
+
+func (typed[T]) newInput(gate any, base int, head any) input {
+	return &gateInput[T]{gate: gate.(*exchange.Gate[record[T]]), base: base, head: head.(Output[T])}
+}
+
+func (typed[T]) newWriter(targets []target, e *edge, maxP, batch int, t *task) (any, flusher) {
+	ts := make([]exchange.Target[record[T]], len(targets))
+	for i, tg := range targets {
+		ts[i] = exchange.Target[record[T]]{Gate: tg.gate.(*exchange.Gate[record[T]]), Channel: tg.channel}
+	}
+	var part exchange.Partitioner[record[T]]
+	switch e.part {
+	case partHash:
+		h := e.hash().(func(T) uint64)
+		m := uint64(maxP)
+		part = func(r record[T], n int) int {
+			kg := int(h(r.v) % m)
+			return kg * n / maxP
+		}
+	default: // rebalance (forward and single targets never call the partitioner)
+		next := t.subtask
+		part = func(_ record[T], n int) int {
+			next++
+			if next >= n {
+				next = 0
+			}
+			return next
+		}
+	}
+	w := exchange.NewWriter(ts, part, e.part == partBroadcast, batch)
+	return &writerOut[T]{w: w, t: t}, writerAdapter[T]{w}
+}
+
+func (typed[T]) fanout(outs []any) any {
+	switch len(outs) {
+	case 0:
+		return discard[T]{}
+	case 1:
+		return outs[0].(Output[T])
+	}
+	f := make(fanout[T], len(outs))
+	for i, o := range outs {
+		f[i] = o.(Output[T])
+	}
+	return f
+}
+
+type fanout[T any] []Output[T]
+
+func (f fanout[T]) Collect(v T, ts Timestamp) {
+	for _, o := range f {
+		o.Collect(v, ts)
+	}
+}
+
+func (f fanout[T]) EmitWatermark(wm Timestamp) {
+	for _, o := range f {
+		o.EmitWatermark(wm)
+	}
+}
+
+// writerOut is the Output that feeds an exchange.
+type writerOut[T any] struct {
+	w *exchange.Writer[record[T]]
+	t *task
+}
+
+func (o *writerOut[T]) Collect(v T, ts Timestamp) {
+	if err := o.w.Write(o.t.ctx, record[T]{v, ts}); err != nil {
+		o.t.stop(err)
+	}
+}
+
+func (o *writerOut[T]) EmitWatermark(wm Timestamp) {
+	if err := o.w.Emit(o.t.ctx, exchange.Event{Kind: exchange.Watermark, Value: int64(wm)}); err != nil {
+		o.t.stop(err)
+	}
+}
+
+type writerAdapter[T any] struct{ w *exchange.Writer[record[T]] }
+
+func (a writerAdapter[T]) Flush(ctx context.Context) error { return a.w.Flush(ctx) }
+func (a writerAdapter[T]) Emit(ctx context.Context, ev exchange.Event) error {
+	return a.w.Emit(ctx, ev)
+}
+func (a writerAdapter[T]) Pending() int { return a.w.Pending() }
+
+// input is one typed gate of a task, driven by the task's untyped loop.
+type input interface {
+	// poll handles one message if one is ready and reports whether it did.
+	poll(t *task) bool
+	block(ch int)
+	unblockAll()
+}
+
+type gateInput[T any] struct {
+	gate *exchange.Gate[record[T]]
+	base int // index of this gate's first channel among the task's channels
+	head Output[T]
+}
+
+func (g *gateInput[T]) poll(t *task) bool {
+	ch, m, ok := g.gate.Poll()
+	if !ok {
+		return false
+	}
+	if m.Event.Kind != exchange.NoEvent {
+		t.onEvent(g.base+ch, m.Event)
+		return true
+	}
+	head := g.head
+	for i := range m.Records {
+		r := &m.Records[i]
+		head.Collect(r.v, r.ts)
+	}
+	t.recordsIn += int64(len(m.Records))
+	g.gate.Recycle(ch, m.Records)
+	return true
+}
+
+func (g *gateInput[T]) block(ch int) { g.gate.Block(ch - g.base) }
+func (g *gateInput[T]) unblockAll()  { g.gate.UnblockAll() }
