@@ -116,7 +116,9 @@ func (j *Job) addErr(err error) { j.errs = append(j.errs, err) }
 type Option func(*node)
 
 // Parallelism sets the number of subtasks of the operator.
-func Parallelism(n int) Option { return func(nd *node) { nd.parallelism = n; nd.parallelismSet = true } }
+func Parallelism(n int) Option {
+	return func(nd *node) { nd.parallelism = n; nd.parallelismSet = true }
+}
 
 // DisableChaining keeps the operator in a task of its own, connected to its
 // neighbours through exchanges. Useful to isolate a slow or blocking operator.

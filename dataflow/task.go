@@ -323,9 +323,9 @@ type sourceNode[T any] struct {
 	oc  *OperatorContext
 }
 
-func (s *sourceNode[T]) open(ctx context.Context) error     { return s.src.Open(ctx, s.oc) }
-func (s *sourceNode[T]) finish(context.Context) error       { return nil }
-func (s *sourceNode[T]) close() error                       { return s.src.Close() }
+func (s *sourceNode[T]) open(ctx context.Context) error { return s.src.Open(ctx, s.oc) }
+func (s *sourceNode[T]) finish(context.Context) error   { return nil }
+func (s *sourceNode[T]) close() error                   { return s.src.Close() }
 func (s *sourceNode[T]) poll(ctx context.Context) (SourceStatus, error) {
 	return s.src.Poll(ctx, s.out)
 }
