@@ -1,0 +1,195 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/sluicedata/sluice/internal/keygroup"
+)
+
+// DefaultFullEvery is the default number of snapshots between two full bases.
+const DefaultFullEvery = 10
+
+// Config configures a backend: one backend serves one subtask of one keyed operator.
+type Config struct {
+	// OperatorUID is the operator's stable, user-given name. Snapshots carry it
+	// and restore refuses a snapshot of another operator.
+	OperatorUID string
+	// KeyGroups is the half-open range of key groups this subtask owns
+	// (keygroup.RangeFor). Restore keeps only rows in this range.
+	KeyGroups keygroup.Range
+	// MaxParallelism is the job's number of key groups; 0 means
+	// keygroup.DefaultMaxParallelism.
+	MaxParallelism int
+	// Clock returns the current time for TTL; nil means time.Now. Tests script it.
+	Clock func() time.Time
+	// FullEvery makes every FullEvery-th snapshot a full base and the others
+	// deltas; 0 means DefaultFullEvery, 1 means every snapshot is full.
+	FullEvery int
+}
+
+// Validate checks the configuration and fills defaults in place.
+func (c *Config) Validate() error {
+	if c.MaxParallelism == 0 {
+		c.MaxParallelism = keygroup.DefaultMaxParallelism
+	}
+	if c.OperatorUID == "" {
+		return fmt.Errorf("%w: empty operator uid", ErrInvalidConfig)
+	}
+	if len(c.OperatorUID) > 1<<15 {
+		return fmt.Errorf("%w: operator uid longer than 32KiB", ErrInvalidConfig)
+	}
+	if c.MaxParallelism < 0 || c.MaxParallelism > keygroup.MaxMaxParallelism {
+		return fmt.Errorf("%w: max parallelism %d out of range", ErrInvalidConfig, c.MaxParallelism)
+	}
+	if c.KeyGroups.Start < 0 || c.KeyGroups.End > c.MaxParallelism || c.KeyGroups.Start >= c.KeyGroups.End {
+		return fmt.Errorf("%w: key groups %v not a non-empty range within [0,%d)", ErrInvalidConfig, c.KeyGroups, c.MaxParallelism)
+	}
+	if c.FullEvery < 0 {
+		return fmt.Errorf("%w: FullEvery %d is negative", ErrInvalidConfig, c.FullEvery)
+	}
+	if c.FullEvery == 0 {
+		c.FullEvery = DefaultFullEvery
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	return nil
+}
+
+// Backend holds the keyed state of one operator subtask. It is used by one
+// goroutine (the task's); only a captured Snapshot may be written from another
+// goroutine while the backend is in use. State is declared on it with NewValue,
+// NewList, NewMap, NewReducing and NewAggregating.
+type Backend interface {
+	// SetCurrentKey scopes every handle to the key, of key group keyGroup, until
+	// the next call. key is copied; the caller may reuse its buffer.
+	SetCurrentKey(keyGroup int, key []byte)
+	// Snapshot captures the state synchronously and cheaply (copy-on-write);
+	// the returned Snapshot is written later, possibly on another goroutine,
+	// while the backend keeps changing. The snapshot is a full base or a delta
+	// of the keys changed since the previous snapshot (see SnapshotOptions).
+	Snapshot(checkpointID int64, opts SnapshotOptions) (*Snapshot, error)
+	// Restore loads state from chains of snapshots, one chain per old subtask,
+	// each a full base followed by its deltas in order, keeping only the key
+	// groups of this backend. It must be called before the first SetCurrentKey.
+	// On error the backend is left empty.
+	Restore(ctx context.Context, chains ...Chain) error
+	// Close releases the backend. It waits for snapshots being written.
+	Close() error
+
+	base() *core
+}
+
+// SnapshotOptions tunes one snapshot.
+type SnapshotOptions struct {
+	// Full forces a full base (e.g. for a savepoint, which must be self-contained).
+	Full bool
+}
+
+// Chain is one old subtask's snapshots in order: a full base, then the deltas
+// taken after it. Readers are read to the end once.
+type Chain []io.Reader
+
+// core is what both backends share: the current key, the declared states and
+// the snapshot bookkeeping. A backend is single-goroutine, so nothing here is locked.
+type core struct {
+	cfg    Config
+	now    func() time.Time
+	key    []byte
+	kg     uint16
+	keyErr error
+	keySeq uint64 // bumped on every SetCurrentKey and cache eviction; handles cache lookups per seq
+	used   bool
+
+	states map[string]tableAny
+	order  []tableAny
+
+	// epoch advances at every snapshot; an entry whose ver is older may be
+	// referenced by a captured snapshot and is copied before it is changed.
+	epoch    uint32
+	tracking bool // changed keys are tracked (a base exists and the next snapshot may be a delta)
+	haveBase bool
+	lastID   int64
+	lineage  uint64
+	count    int // snapshots since the last base
+
+	// heap: restored rows of states not declared yet (decoded at declaration).
+	pending map[string]*rawState
+	// badger: the store, and kinds of restored states not declared yet.
+	store *badgerStore
+	known map[string]kind
+
+	closed   bool
+	inflight sync.WaitGroup
+	entries  int // entries in the cache (badger) or in memory (heap)
+}
+
+func newCore(cfg Config) (*core, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &core{
+		cfg:     cfg,
+		now:     cfg.Clock,
+		keyErr:  ErrNoCurrentKey,
+		keySeq:  1,
+		states:  map[string]tableAny{},
+		epoch:   1,
+		pending: map[string]*rawState{},
+		known:   map[string]kind{},
+	}, nil
+}
+
+func (c *core) base() *core { return c }
+
+func (c *core) SetCurrentKey(keyGroup int, key []byte) {
+	c.key = append(c.key[:0], key...)
+	c.kg = uint16(keyGroup)
+	c.keySeq++
+	c.used = true
+	if keyGroup < c.cfg.KeyGroups.Start || keyGroup >= c.cfg.KeyGroups.End {
+		c.keyErr = fmt.Errorf("%w: key group %d not in %v", ErrKeyGroupOutOfRange, keyGroup, c.cfg.KeyGroups)
+	} else if c.closed {
+		c.keyErr = ErrClosed
+	} else {
+		c.keyErr = nil
+	}
+}
+
+func (c *core) nowNanos() int64 { return c.now().UnixNano() }
+
+func (c *core) errf(name string, err error) error {
+	if name == "" {
+		return fmt.Errorf("operator %q: %w", c.cfg.OperatorUID, err)
+	}
+	return fmt.Errorf("operator %q, state %q: %w", c.cfg.OperatorUID, name, err)
+}
+
+// heapBackend keeps every entry decoded in Go maps.
+type heapBackend struct{ *core }
+
+// NewHeap returns a backend that keeps all state in memory as typed Go values.
+// It is the fastest backend; its state must fit in memory.
+func NewHeap(cfg Config) (Backend, error) {
+	c, err := newCore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return heapBackend{c}, nil
+}
+
+func (h heapBackend) Close() error {
+	if h.closed {
+		return nil
+	}
+	h.inflight.Wait()
+	h.closed = true
+	for _, t := range h.order {
+		t.reset()
+	}
+	return nil
+}

@@ -1,0 +1,428 @@
+package state
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// BadgerConfig configures the Badger backend's local store and cache.
+type BadgerConfig struct {
+	// Dir is the scratch directory. Its content is wiped when the backend
+	// opens: state comes back only through Restore.
+	Dir string
+	// CacheEntries bounds the write-back cache of decoded entries (per backend,
+	// over all its states). When it is full, dirty entries are written to
+	// Badger in one batch and a quarter of the cache is dropped.
+	CacheEntries int
+	// MaxDeltaKeys: when more keys than this changed since the last snapshot,
+	// the next snapshot is a full base (a delta would not be cheaper).
+	// 0 means 4*CacheEntries.
+	MaxDeltaKeys int
+	// MemTableSize and BlockCacheSize size Badger's own memory (bytes).
+	MemTableSize   int64
+	BlockCacheSize int64
+}
+
+// DefaultBadgerConfig returns a configuration using dir with a 100K-entry cache.
+func DefaultBadgerConfig(dir string) BadgerConfig {
+	return BadgerConfig{Dir: dir, CacheEntries: 100_000, MemTableSize: 32 << 20, BlockCacheSize: 64 << 20}
+}
+
+// Validate checks the configuration and fills defaults in place.
+func (bc *BadgerConfig) Validate() error {
+	d := DefaultBadgerConfig(bc.Dir)
+	if bc.Dir == "" {
+		return fmt.Errorf("%w: badger: empty Dir", ErrInvalidConfig)
+	}
+	if bc.CacheEntries < 0 || bc.MaxDeltaKeys < 0 || bc.MemTableSize < 0 || bc.BlockCacheSize < 0 {
+		return fmt.Errorf("%w: badger: negative size", ErrInvalidConfig)
+	}
+	if bc.CacheEntries == 0 {
+		bc.CacheEntries = d.CacheEntries
+	}
+	if bc.MaxDeltaKeys == 0 {
+		bc.MaxDeltaKeys = 4 * bc.CacheEntries
+	}
+	if bc.MemTableSize == 0 {
+		bc.MemTableSize = d.MemTableSize
+	}
+	if bc.BlockCacheSize == 0 {
+		bc.BlockCacheSize = d.BlockCacheSize
+	}
+	return nil
+}
+
+type badgerStore struct {
+	db           *badger.DB
+	prefix       []byte // length-prefixed operator uid
+	cacheEntries int
+	maxDeltaKeys int
+	rtxn         *badger.Txn // the owner's view of the store, renewed after each flush
+	kbuf         []byte
+}
+
+type badgerBackend struct{ *core }
+
+// NewBadger returns a backend whose state lives in Badger under bc.Dir, with a
+// write-back cache of decoded entries in front so the hot path does not touch
+// Badger per record. Badger key layout:
+//
+//	[uvarint len, operator uid][key group u16][uvarint len, state name][uvarint len, key][map key]
+//
+// so one key group, or a range of them, is one contiguous key range.
+func NewBadger(cfg Config, bc BadgerConfig) (Backend, error) {
+	c, err := newCore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := bc.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(bc.Dir); err != nil {
+		return nil, fmt.Errorf("state: badger: wipe %s: %w", bc.Dir, err)
+	}
+	opts := badger.DefaultOptions(bc.Dir).
+		WithLogger(nil).
+		WithSyncWrites(false).
+		WithDetectConflicts(false).
+		WithNumVersionsToKeep(1).
+		WithCompression(options.None).
+		WithMemTableSize(bc.MemTableSize).
+		WithNumMemtables(2).
+		WithValueThreshold(min(64<<10, bc.MemTableSize/100)).
+		WithBlockCacheSize(bc.BlockCacheSize).
+		WithIndexCacheSize(bc.BlockCacheSize / 2).
+		WithNumCompactors(2)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("state: badger: open %s: %w", bc.Dir, err)
+	}
+	c.store = &badgerStore{
+		db:           db,
+		prefix:       appendLenPrefixed(nil, []byte(c.cfg.OperatorUID)),
+		cacheEntries: bc.CacheEntries,
+		maxDeltaKeys: bc.MaxDeltaKeys,
+		rtxn:         db.NewTransaction(false),
+	}
+	return badgerBackend{c}, nil
+}
+
+func (b badgerBackend) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.inflight.Wait()
+	b.closed = true
+	b.keyErr = ErrClosed
+	b.keySeq++
+	b.store.rtxn.Discard()
+	return b.store.db.Close()
+}
+
+func (st *badgerStore) appendKey(dst []byte, kg uint16, bname, key []byte) []byte {
+	dst = append(dst, st.prefix...)
+	dst = binary.BigEndian.AppendUint16(dst, kg)
+	dst = append(dst, bname...)
+	return appendLenPrefixed(dst, key)
+}
+
+// readKey calls fn with the rows of one key: one row (nil map key) for a
+// non-map state, every entry for a map state.
+func (st *badgerStore) readKey(txn *badger.Txn, kg uint16, bname, key []byte, isMap bool, fn func(mk []byte, ts int64, payload []byte) error) error {
+	k := st.appendKey(nil, kg, bname, key)
+	if !isMap {
+		item, err := txn.Get(k)
+		if err == badger.ErrKeyNotFound {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return callRow(nil, v, fn) })
+	}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: k, PrefetchValues: false})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		mk := item.Key()[len(k):]
+		if err := item.Value(func(v []byte) error { return callRow(mk, v, fn) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func callRow(mk, v []byte, fn func(mk []byte, ts int64, payload []byte) error) error {
+	ts, n := binary.Varint(v)
+	if n <= 0 {
+		return fmt.Errorf("%w: bad value in store", ErrCorrupt)
+	}
+	return fn(mk, ts, v[n:])
+}
+
+// load reads the current key from the store into the cache; a missing key is
+// cached as absent so that the following write does not look again.
+func (t *table[S]) load() (*entry[S], error) {
+	c := t.c
+	st := c.store
+	if c.entries >= st.cacheEntries {
+		if err := st.shrink(c); err != nil {
+			return nil, err
+		}
+	}
+	e := &entry[S]{kg: c.kg, ver: c.epoch, absent: true}
+	err := st.readKey(st.rtxn, c.kg, t.bname, c.key, t.ops.isMap(), func(mk []byte, ts int64, payload []byte) error {
+		e.absent = false
+		e.ts = max(e.ts, ts)
+		if mk != nil {
+			return t.ops.mapAdd(&e.v, payload)
+		}
+		v, err := t.ops.decode(payload)
+		e.v = v
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: load: %v", ErrCodec, err)
+	}
+	e.key = string(c.key)
+	t.m[e.key] = e
+	c.entries++
+	return e, nil
+}
+
+// batchWriter collects a flush in a WriteBatch; keys and values are carved out
+// of arenas that are not reused until the batch is flushed.
+type batchWriter struct {
+	st    *badgerStore
+	wb    *badger.WriteBatch
+	arena []byte
+	tmp   []byte
+}
+
+func (w *batchWriter) alloc(b []byte) []byte {
+	if cap(w.arena)-len(w.arena) < len(b) {
+		w.arena = make([]byte, 0, max(1<<20, len(b)))
+	}
+	at := len(w.arena)
+	w.arena = append(w.arena, b...)
+	return w.arena[at:len(w.arena):len(w.arena)]
+}
+
+func (w *batchWriter) value(ts int64, payload []byte) []byte {
+	w.tmp = binary.AppendVarint(w.tmp[:0], ts)
+	w.tmp = append(w.tmp, payload...)
+	return w.alloc(w.tmp)
+}
+
+func (t *table[S]) flush(w *batchWriter) error {
+	var kb, pb []byte
+	for _, e := range t.m {
+		if !e.dirty {
+			continue
+		}
+		kb = w.st.appendKey(kb[:0], e.kg, t.bname, unsafe.Slice(unsafe.StringData(e.key), len(e.key)))
+		if !t.ops.isMap() {
+			var err error
+			if e.absent {
+				err = w.wb.Delete(w.alloc(kb))
+			} else {
+				if pb, err = t.ops.encode(pb[:0], e.v); err != nil {
+					return fmt.Errorf("state %q: %w: %v", t.name, ErrCodec, err)
+				}
+				err = w.wb.Set(w.alloc(kb), w.value(e.ts, pb))
+			}
+			if err != nil {
+				return err
+			}
+			e.dirty = false
+			continue
+		}
+		// Map: set every entry, delete stored entries that are gone.
+		cur := map[string]struct{}{}
+		err := t.ops.mapRows(e.v, pb, func(mk, payload []byte) error {
+			cur[string(mk)] = struct{}{}
+			return w.wb.Set(w.alloc(append(kb, mk...)), w.value(e.ts, payload))
+		})
+		if err != nil {
+			return fmt.Errorf("state %q: %w", t.name, err)
+		}
+		it := w.st.rtxn.NewIterator(badger.IteratorOptions{Prefix: kb})
+		for it.Rewind(); it.Valid(); it.Next() {
+			mk := it.Item().Key()[len(kb):]
+			if _, ok := cur[string(mk)]; !ok {
+				if err = w.wb.Delete(it.Item().KeyCopy(nil)); err != nil {
+					break
+				}
+			}
+		}
+		it.Close()
+		if err != nil {
+			return err
+		}
+		e.dirty = false
+	}
+	return nil
+}
+
+func (t *table[S]) evict(target int) {
+	c := t.c
+	for k, e := range t.m {
+		if c.entries <= target {
+			return
+		}
+		if !e.dirty {
+			delete(t.m, k)
+			c.entries--
+		}
+	}
+}
+
+// shrink writes every dirty entry to Badger in one batch and drops a quarter
+// of the cache.
+func (st *badgerStore) shrink(c *core) error {
+	if err := st.flush(c); err != nil {
+		return err
+	}
+	target := st.cacheEntries * 3 / 4
+	for _, t := range c.order {
+		t.evict(target)
+	}
+	c.keySeq++ // handles must look their entries up again
+	return nil
+}
+
+func (st *badgerStore) flush(c *core) error {
+	w := &batchWriter{st: st, wb: st.db.NewWriteBatch()}
+	defer w.wb.Cancel()
+	for _, t := range c.order {
+		if err := t.flush(w); err != nil {
+			return err
+		}
+	}
+	if err := w.wb.Flush(); err != nil {
+		return fmt.Errorf("badger flush: %w", err)
+	}
+	st.rtxn.Discard()
+	st.rtxn = st.db.NewTransaction(false)
+	return nil
+}
+
+func (st *badgerStore) dropAll() error {
+	st.rtxn.Discard()
+	err := st.db.DropAll()
+	st.rtxn = st.db.NewTransaction(false)
+	return err
+}
+
+// restoreFile writes a snapshot file's rows in range straight into Badger.
+func (st *badgerStore) restoreFile(ctx context.Context, c *core, fr *fileReader) error {
+	rng := c.cfg.KeyGroups
+	now := c.nowNanos()
+	w := &batchWriter{st: st, wb: st.db.NewWriteBatch()}
+	defer w.wb.Cancel()
+	view := st.db.NewTransaction(false) // the store before this file, for deletes
+	defer view.Discard()
+	bnames := map[string][]byte{}
+	var kb []byte
+	err := fr.rowsTo(ctx, func(op byte, sd stateDesc, kg uint16, key, mapKey []byte, ts int64, payload []byte) error {
+		if !rng.Contains(int(kg)) {
+			return nil
+		}
+		if (op == opMapPut) != (sd.kind == kindMap) && op != opDel {
+			return corrupt("state %q: row op %d for a %s", sd.name, op, sd.kind)
+		}
+		t, declared := c.states[sd.name]
+		if !declared {
+			c.known[sd.name] = sd.kind
+		} else if m := t.meta(); op != opDel && m.ttl > 0 && now-ts >= m.ttl {
+			return nil
+		}
+		bname, ok := bnames[sd.name]
+		if !ok {
+			bname = appendLenPrefixed(nil, []byte(sd.name))
+			bnames[sd.name] = bname
+		}
+		kb = st.appendKey(kb[:0], kg, bname, key)
+		switch op {
+		case opPut:
+			return w.wb.Set(w.alloc(kb), w.value(ts, payload))
+		case opMapPut:
+			return w.wb.Set(w.alloc(append(kb, mapKey...)), w.value(ts, payload))
+		}
+		if sd.kind != kindMap {
+			return w.wb.Delete(w.alloc(kb))
+		}
+		it := view.NewIterator(badger.IteratorOptions{Prefix: kb})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := w.wb.Delete(it.Item().KeyCopy(nil)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := w.wb.Flush(); err != nil {
+		return fmt.Errorf("badger restore: %w", err)
+	}
+	st.rtxn.Discard()
+	st.rtxn = st.db.NewTransaction(false)
+	return nil
+}
+
+// writeStore writes the store's rows as of the capture, minus the keys the
+// captured cache overrides and expired rows.
+func (s *Snapshot) writeStore(rw *rowWriter) error {
+	st := s.store
+	it := s.txn.NewIterator(badger.IteratorOptions{Prefix: st.prefix, PrefetchValues: true, PrefetchSize: 256})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		rest := item.Key()[len(st.prefix):]
+		if len(rest) < 2 {
+			return corrupt("bad store key")
+		}
+		kg := binary.BigEndian.Uint16(rest)
+		name, rest, ok := readLenPrefixed(rest[2:])
+		if !ok {
+			return corrupt("bad store key")
+		}
+		key, mk, ok := readLenPrefixed(rest)
+		if !ok {
+			return corrupt("bad store key")
+		}
+		idx, ok := s.byName[string(name)]
+		if !ok {
+			return corrupt("store holds unknown state %q", name)
+		}
+		if idx < len(s.parts) && s.parts[idx].covers(key) {
+			continue
+		}
+		op := byte(opPut)
+		if s.states[idx].kind == kindMap {
+			op = opMapPut
+		} else {
+			mk = nil
+		}
+		err := item.Value(func(v []byte) error {
+			return callRow(mk, v, func(mk []byte, ts int64, payload []byte) error {
+				if ttl := s.ttls[idx]; ttl > 0 && s.now-ts >= ttl {
+					return nil
+				}
+				return rw.row(op, idx, kg, unsafe.String(unsafe.SliceData(key), len(key)), mk, ts, payload)
+			})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

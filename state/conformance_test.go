@@ -1,0 +1,772 @@
+package state_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/sluicedata/sluice/internal/keygroup"
+	"github.com/sluicedata/sluice/state"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const maxPar = 128
+
+// backendKind is one implementation under the conformance suite.
+type backendKind struct {
+	name string
+	open func(t testing.TB, cfg state.Config) state.Backend
+}
+
+// smallCache makes the Badger cache tiny so tests exercise flush and eviction.
+const smallCache = 50
+
+var backends = []backendKind{
+	{"heap", func(t testing.TB, cfg state.Config) state.Backend {
+		b, err := state.NewHeap(cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, b.Close()) })
+		return b
+	}},
+	{"badger", func(t testing.TB, cfg state.Config) state.Backend {
+		bc := state.DefaultBadgerConfig(t.TempDir())
+		bc.CacheEntries = smallCache
+		bc.MaxDeltaKeys = 1 << 20 // keep deltas although the cache is tiny
+		bc.MemTableSize = 4 << 20
+		bc.BlockCacheSize = 4 << 20
+		b, err := state.NewBadger(cfg, bc)
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, b.Close()) })
+		return b
+	}},
+}
+
+// forEachBackend runs fn as a subtest per backend: the conformance suite.
+func forEachBackend(t *testing.T, fn func(t *testing.T, bk backendKind)) {
+	for _, bk := range backends {
+		t.Run(bk.name, func(t *testing.T) { fn(t, bk) })
+	}
+}
+
+// clock is a scripted clock.
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time          { return c.now }
+func (c *clock) Advance(d time.Duration) { c.now = c.now.Add(d) }
+
+func newClock() *clock { return &clock{now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)} }
+
+func cfgFor(subtask, parallelism int, clk *clock) state.Config {
+	return state.Config{
+		OperatorUID:    "counts",
+		KeyGroups:      keygroup.RangeFor(subtask, parallelism, maxPar),
+		MaxParallelism: maxPar,
+		Clock:          clk.Now,
+	}
+}
+
+func kgOf(key string) int { return keygroup.OfString(key, maxPar) }
+
+func setKey(b state.Backend, key string) { b.SetCurrentKey(kgOf(key), []byte(key)) }
+
+// ---- the five state types, with a model to compare against ----
+
+type avg struct{}
+
+func (avg) CreateAccumulator() [2]int64         { return [2]int64{} }
+func (avg) Add(acc [2]int64, in int64) [2]int64 { return [2]int64{acc[0] + in, acc[1] + 1} }
+func (avg) Result(acc [2]int64) float64         { return float64(acc[0]) / float64(acc[1]) }
+func sum(a, b int64) int64                      { return a + b }
+
+// must and get turn a call's results into a check: must(f())(t).
+func must[T any](v T, err error) func(testing.TB) T {
+	return func(t testing.TB) T {
+		t.Helper()
+		require.NoError(t, err)
+		return v
+	}
+}
+
+func get[T any](v T, ok bool, err error) func(testing.TB) (T, bool) {
+	return func(t testing.TB) (T, bool) {
+		t.Helper()
+		require.NoError(t, err)
+		return v, ok
+	}
+}
+
+type handles struct {
+	val  *state.Value[int64]
+	list *state.List[string]
+	m    *state.Map[string, int]
+	red  *state.Reducing[int64]
+	agg  *state.Aggregating[int64, float64]
+}
+
+func declareAll(t testing.TB, b state.Backend, opts ...state.Option) handles {
+	t.Helper()
+	return handles{
+		val:  must(state.NewValue[int64](b, "val", opts...))(t),
+		list: must(state.NewList[string](b, "list", opts...))(t),
+		m:    must(state.NewMap[string, int](b, "map", opts...))(t),
+		red:  must(state.NewReducing(b, "red", sum, opts...))(t),
+		agg:  must(state.NewAggregating[int64, [2]int64, float64](b, "agg", avg{}, opts...))(t),
+	}
+}
+
+type keyModel struct {
+	val    *int64
+	list   []string
+	m      map[string]int
+	red    *int64
+	aggSum int64
+	aggN   int64
+}
+
+type model map[string]*keyModel
+
+func (m model) key(k string) *keyModel {
+	km := m[k]
+	if km == nil {
+		km = &keyModel{}
+		m[k] = km
+	}
+	return km
+}
+
+// step applies one random operation to key on the backend and the model.
+func step(t testing.TB, rng *rand.Rand, b state.Backend, h handles, m model, key string) {
+	t.Helper()
+	setKey(b, key)
+	km := m.key(key)
+	x := rng.Int64N(1000)
+	switch rng.IntN(12) {
+	case 0, 1:
+		require.NoError(t, h.val.Update(x))
+		km.val = &x
+	case 2:
+		require.NoError(t, h.val.Clear())
+		km.val = nil
+	case 3:
+		s := fmt.Sprint(x)
+		require.NoError(t, h.list.Add(s))
+		km.list = append(km.list, s)
+	case 4:
+		if rng.IntN(2) == 0 {
+			require.NoError(t, h.list.Clear())
+			km.list = nil
+		} else {
+			require.NoError(t, h.list.Update([]string{"a", "b"}))
+			km.list = []string{"a", "b"}
+		}
+	case 5, 6:
+		mk := fmt.Sprint("mk", x%5)
+		require.NoError(t, h.m.Put(mk, int(x)))
+		if km.m == nil {
+			km.m = map[string]int{}
+		}
+		km.m[mk] = int(x)
+	case 7:
+		mk := fmt.Sprint("mk", x%5)
+		require.NoError(t, h.m.Remove(mk))
+		delete(km.m, mk)
+	case 8:
+		require.NoError(t, h.red.Add(x))
+		r := x
+		if km.red != nil {
+			r += *km.red
+		}
+		km.red = &r
+	case 9:
+		require.NoError(t, h.agg.Add(x))
+		km.aggSum += x
+		km.aggN++
+	case 10:
+		require.NoError(t, h.agg.Clear())
+		km.aggSum, km.aggN = 0, 0
+	case 11:
+		require.NoError(t, h.red.Clear())
+		require.NoError(t, h.m.Clear())
+		km.red, km.m = nil, nil
+	}
+}
+
+// check compares every state of key with the model.
+func check(t testing.TB, b state.Backend, h handles, m model, key string) {
+	t.Helper()
+	setKey(b, key)
+	km := m.key(key)
+	v, ok := get(h.val.Get())(t)
+	if km.val == nil {
+		require.False(t, ok, "val of %s", key)
+	} else {
+		require.True(t, ok, "val of %s", key)
+		require.Equal(t, *km.val, v, "val of %s", key)
+	}
+	l, err := h.list.Get()
+	require.NoError(t, err)
+	require.Equal(t, len(km.list), len(l), "list of %s", key)
+	if len(km.list) > 0 {
+		require.Equal(t, km.list, l, "list of %s", key)
+	}
+	got := map[string]int{}
+	require.NoError(t, h.m.Range(func(k string, v int) bool { got[k] = v; return true }))
+	want := maps.Clone(km.m)
+	if want == nil {
+		want = map[string]int{}
+	}
+	require.Equal(t, want, got, "map of %s", key)
+	n, err := h.m.Len()
+	require.NoError(t, err)
+	require.Equal(t, len(want), n)
+	r, ok := get(h.red.Get())(t)
+	require.Equal(t, km.red != nil, ok, "red of %s", key)
+	if ok {
+		require.Equal(t, *km.red, r)
+	}
+	a, ok := get(h.agg.Get())(t)
+	require.Equal(t, km.aggN > 0, ok, "agg of %s", key)
+	if ok {
+		require.Equal(t, float64(km.aggSum)/float64(km.aggN), a)
+	}
+}
+
+func keys(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("key-%04d", i)
+	}
+	return out
+}
+
+func TestStateTypes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backendKind) {
+		b := bk.open(t, cfgFor(0, 1, newClock()))
+		h := declareAll(t, b)
+		m := model{}
+		rng := rand.New(rand.NewPCG(1, 2))
+		ks := keys(300) // more keys than the badger cache: exercises eviction
+		for i := 0; i < 20000; i++ {
+			key := ks[rng.IntN(len(ks))]
+			step(t, rng, b, h, m, key)
+			if i%97 == 0 {
+				check(t, b, h, m, key)
+			}
+		}
+		for _, k := range ks {
+			check(t, b, h, m, k)
+		}
+	})
+}
+
+func TestValueBasics(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backendKind) {
+		b := bk.open(t, cfgFor(0, 1, newClock()))
+		v := must(state.NewValue[string](b, "v"))(t)
+		setKey(b, "a")
+		_, ok := get(v.Get())(t)
+		require.False(t, ok)
+		require.NoError(t, v.Update("x"))
+		setKey(b, "b")
+		_, ok = get(v.Get())(t)
+		require.False(t, ok, "state is scoped to the current key")
+		require.NoError(t, v.Update("y"))
+		// the runtime reuses its key buffer: the backend must have copied it
+		buf := []byte("a")
+		b.SetCurrentKey(kgOf("a"), buf)
+		s, ok := get(v.Get())(t)
+		require.True(t, ok)
+		require.Equal(t, "x", s)
+		buf[0] = 'b'
+		b.SetCurrentKey(kgOf("b"), buf)
+		s, _ = get(v.Get())(t)
+		require.Equal(t, "y", s)
+
+		// declaring again with the same type returns the same state
+		v2 := must(state.NewValue[string](b, "v"))(t)
+		s, _ = get(v2.Get())(t)
+		require.Equal(t, "y", s)
+	})
+}
+
+func TestTTL(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backendKind) {
+		clk := newClock()
+		b := bk.open(t, cfgFor(0, 1, clk))
+		w := must(state.NewValue[int](b, "w", state.WithTTL(time.Minute, state.OnWrite)))(t)
+		rw := must(state.NewValue[int](b, "rw", state.WithTTL(time.Minute, state.OnReadAndWrite)))(t)
+		l := must(state.NewList[int](b, "l", state.WithTTL(time.Minute, state.OnWrite)))(t)
+		m := must(state.NewMap[int, int](b, "m", state.WithTTL(time.Minute, state.OnWrite)))(t)
+		setKey(b, "k")
+		require.NoError(t, w.Update(1))
+		require.NoError(t, rw.Update(1))
+		require.NoError(t, l.Add(1))
+		require.NoError(t, m.Put(1, 1))
+
+		clk.Advance(40 * time.Second)
+		_, ok := get(w.Get())(t)
+		require.True(t, ok)
+		_, ok = get(rw.Get())(t) // refreshes rw
+		require.True(t, ok)
+
+		clk.Advance(30 * time.Second) // 70s after the write, 30s after the read
+		_, ok = get(w.Get())(t)
+		require.False(t, ok, "expired after write")
+		_, ok = get(rw.Get())(t)
+		require.True(t, ok, "read refreshed it")
+		lv, err := l.Get()
+		require.NoError(t, err)
+		require.Empty(t, lv)
+		n, err := m.Len()
+		require.NoError(t, err)
+		require.Zero(t, n)
+		require.NoError(t, l.Add(2)) // a new list, not appended to the expired one
+		lv, _ = l.Get()
+		require.Equal(t, []int{2}, lv)
+
+		// Expired values stay expired through a snapshot; live TTL timestamps survive it.
+		setKey(b, "other")
+		require.NoError(t, w.Update(7))
+		clk.Advance(59 * time.Second)
+		var buf bytes.Buffer
+		snap := must(b.Snapshot(1, state.SnapshotOptions{}))(t)
+		_, err = snap.Write(context.Background(), &buf)
+		require.NoError(t, err)
+
+		b2 := bk.open(t, cfgFor(0, 1, clk))
+		w2 := must(state.NewValue[int](b2, "w", state.WithTTL(time.Minute, state.OnWrite)))(t)
+		require.NoError(t, b2.Restore(context.Background(), state.Chain{bytes.NewReader(buf.Bytes())}))
+		setKey(b2, "other")
+		x, ok := get(w2.Get())(t)
+		require.True(t, ok)
+		require.Equal(t, 7, x)
+		clk.Advance(time.Second)
+		_, ok = get(w2.Get())(t)
+		require.False(t, ok, "TTL timestamp survived the snapshot")
+	})
+}
+
+// ---- snapshots ----
+
+func snapshot(t testing.TB, b state.Backend, id int64, opts state.SnapshotOptions) []byte {
+	t.Helper()
+	s := must(b.Snapshot(id, opts))(t)
+	var buf bytes.Buffer
+	n, err := s.Write(context.Background(), &buf)
+	require.NoError(t, err)
+	require.Equal(t, int64(buf.Len()), n)
+	return buf.Bytes()
+}
+
+// history keeps the snapshots of one backend; chain returns the files to
+// restore the latest: the last base and the deltas after it.
+type snapHistory struct {
+	files [][]byte
+	full  []bool
+}
+
+func (h *snapHistory) take(t testing.TB, b state.Backend, id int64) {
+	t.Helper()
+	s := must(b.Snapshot(id, state.SnapshotOptions{}))(t)
+	var buf bytes.Buffer
+	_, err := s.Write(context.Background(), &buf)
+	require.NoError(t, err)
+	h.files = append(h.files, buf.Bytes())
+	h.full = append(h.full, s.Full())
+}
+
+func (h *snapHistory) chain() state.Chain {
+	last := 0
+	for i, f := range h.full {
+		if f {
+			last = i
+		}
+	}
+	return chain(h.files[last:]...)
+}
+
+func chain(files ...[]byte) state.Chain {
+	c := make(state.Chain, len(files))
+	for i, f := range files {
+		c[i] = bytes.NewReader(f)
+	}
+	return c
+}
+
+func TestSnapshotRestoreEqual(t *testing.T) {
+	for _, from := range backends {
+		for _, to := range backends {
+			t.Run(from.name+"_to_"+to.name, func(t *testing.T) {
+				clk := newClock()
+				b := from.open(t, cfgFor(0, 1, clk))
+				h := declareAll(t, b)
+				m := model{}
+				rng := rand.New(rand.NewPCG(3, 4))
+				ks := keys(200)
+				var hist snapHistory
+				for id := int64(1); id <= 4; id++ {
+					for i := 0; i < 3000; i++ {
+						step(t, rng, b, h, m, ks[rng.IntN(len(ks))])
+					}
+					hist.take(t, b, id)
+				}
+				b2 := to.open(t, cfgFor(0, 1, clk))
+				// Restore before declaring: rows wait until the states are declared.
+				require.NoError(t, b2.Restore(context.Background(), hist.chain()))
+				h2 := declareAll(t, b2)
+				for _, k := range ks {
+					check(t, b2, h2, m, k)
+				}
+			})
+		}
+	}
+}
+
+func TestIncrementalCarriesDeletes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backendKind) {
+		clk := newClock()
+		b := bk.open(t, cfgFor(0, 1, clk))
+		h := declareAll(t, b)
+		m := model{}
+		ks := keys(500)
+		for i, k := range ks {
+			setKey(b, k)
+			require.NoError(t, h.val.Update(int64(i)))
+			require.NoError(t, h.m.Put("a", i))
+			require.NoError(t, h.m.Put("b", i))
+			x := int64(i)
+			m.key(k).val = &x
+			m.key(k).m = map[string]int{"a": i, "b": i}
+		}
+		base := snapshot(t, b, 1, state.SnapshotOptions{})
+		for i, k := range ks[:50] {
+			setKey(b, k)
+			if i%2 == 0 {
+				require.NoError(t, h.val.Clear())
+				require.NoError(t, h.m.Clear())
+				m.key(k).val, m.key(k).m = nil, nil
+			} else {
+				require.NoError(t, h.m.Remove("a"))
+				delete(m.key(k).m, "a")
+			}
+		}
+		s := must(b.Snapshot(2, state.SnapshotOptions{}))(t)
+		require.False(t, s.Full())
+		require.Equal(t, int64(1), s.ParentID())
+		var buf bytes.Buffer
+		_, err := s.Write(context.Background(), &buf)
+		require.NoError(t, err)
+		delta := buf.Bytes()
+		require.Less(t, len(delta), len(base)/4, "a delta holds only changed keys")
+
+		b2 := bk.open(t, cfgFor(0, 1, clk))
+		h2 := declareAll(t, b2)
+		require.NoError(t, b2.Restore(context.Background(), chain(base, delta)))
+		for _, k := range ks {
+			check(t, b2, h2, m, k)
+		}
+		// Without the delta the deletes are not there: the delta carried them.
+		b3 := bk.open(t, cfgFor(0, 1, clk))
+		h3 := declareAll(t, b3)
+		require.NoError(t, b3.Restore(context.Background(), chain(base)))
+		setKey(b3, ks[0])
+		_, ok := get(h3.val.Get())(t)
+		require.True(t, ok)
+
+		// FullEvery and Full force bases.
+		s = must(b.Snapshot(3, state.SnapshotOptions{Full: true}))(t)
+		require.True(t, s.Full())
+		s.Discard()
+	})
+}
+
+func TestSnapshotWhileMutating(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backendKind) {
+		clk := newClock()
+		b := bk.open(t, cfgFor(0, 1, clk))
+		h := declareAll(t, b)
+		m := model{}
+		rng := rand.New(rand.NewPCG(5, 6))
+		ks := keys(300)
+		var hist snapHistory
+		for id := int64(1); id <= 3; id++ {
+			for i := 0; i < 2000; i++ {
+				step(t, rng, b, h, m, ks[rng.IntN(len(ks))])
+			}
+			want := model{}
+			for k, km := range m {
+				c := *km
+				c.list = slices.Clone(km.list)
+				c.m = maps.Clone(km.m)
+				want[k] = &c
+			}
+			s := must(b.Snapshot(id, state.SnapshotOptions{}))(t)
+			var buf bytes.Buffer
+			hist.full = append(hist.full, s.Full())
+			var wg sync.WaitGroup
+			var werr error
+			wg.Go(func() { _, werr = s.Write(context.Background(), &buf) })
+			for i := 0; i < 2000; i++ { // keeps mutating while the snapshot is written
+				step(t, rng, b, h, m, ks[rng.IntN(len(ks))])
+			}
+			wg.Wait()
+			require.NoError(t, werr)
+			hist.files = append(hist.files, buf.Bytes())
+
+			b2 := bk.open(t, cfgFor(0, 1, clk))
+			h2 := declareAll(t, b2)
+			require.NoError(t, b2.Restore(context.Background(), hist.chain()))
+			for _, k := range ks {
+				check(t, b2, h2, want, k)
+			}
+		}
+	})
+}
+
+// rescale writes state over oldP subtasks (a base and a delta each), restores
+// it into newP subtasks and checks every key in its new owner.
+func rescale(t *testing.T, bk backendKind, oldP, newP int) {
+	clk := newClock()
+	ks := keys(400)
+	m := model{}
+	rng := rand.New(rand.NewPCG(uint64(oldP), uint64(newP)))
+	var olds []state.Backend
+	var oldH []handles
+	for i := 0; i < oldP; i++ {
+		b := bk.open(t, cfgFor(i, oldP, clk))
+		olds = append(olds, b)
+		oldH = append(oldH, declareAll(t, b))
+	}
+	owner := func(k string, p int) int { return keygroup.Subtask(kgOf(k), p, maxPar) }
+	hists := make([]snapHistory, oldP)
+	for id := int64(1); id <= 3; id++ {
+		for i := 0; i < 2000; i++ {
+			k := ks[rng.IntN(len(ks))]
+			o := owner(k, oldP)
+			step(t, rng, olds[o], oldH[o], m, k)
+		}
+		for i, b := range olds {
+			hists[i].take(t, b, id)
+		}
+	}
+	for j := 0; j < newP; j++ {
+		b := bk.open(t, cfgFor(j, newP, clk))
+		h := declareAll(t, b)
+		cs := make([]state.Chain, oldP)
+		for i := range hists {
+			cs[i] = hists[i].chain()
+		}
+		require.NoError(t, b.Restore(context.Background(), cs...))
+		for _, k := range ks {
+			if owner(k, newP) == j {
+				check(t, b, h, m, k)
+			}
+		}
+		// keys of other subtasks were not restored here
+		for _, k := range ks {
+			if owner(k, newP) != j && m.key(k).val != nil {
+				b.SetCurrentKey(kgOf(k), []byte(k))
+				_, _, err := h.val.Get()
+				require.ErrorIs(t, err, state.ErrKeyGroupOutOfRange)
+				break
+			}
+		}
+	}
+}
+
+func TestRescale(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backendKind) {
+		t.Run("1to3", func(t *testing.T) { rescale(t, bk, 1, 3) })
+		t.Run("4to2", func(t *testing.T) { rescale(t, bk, 4, 2) })
+	})
+}
+
+func TestUndeclaredStateSurvives(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backendKind) {
+		clk := newClock()
+		b := bk.open(t, cfgFor(0, 1, clk))
+		v := must(state.NewValue[int](b, "kept"))(t)
+		setKey(b, "k")
+		require.NoError(t, v.Update(42))
+		f1 := snapshot(t, b, 1, state.SnapshotOptions{})
+
+		// A new version of the operator does not declare "kept" before its first snapshot.
+		b2 := bk.open(t, cfgFor(0, 1, clk))
+		require.NoError(t, b2.Restore(context.Background(), chain(f1)))
+		f2 := snapshot(t, b2, 2, state.SnapshotOptions{})
+
+		b3 := bk.open(t, cfgFor(0, 1, clk))
+		require.NoError(t, b3.Restore(context.Background(), chain(f2)))
+		v3 := must(state.NewValue[int](b3, "kept"))(t)
+		setKey(b3, "k")
+		x, ok := get(v3.Get())(t)
+		require.True(t, ok)
+		require.Equal(t, 42, x)
+	})
+}
+
+// ---- bad input ----
+
+type withChan struct {
+	Name string
+	C    chan int
+}
+
+func TestBadDeclarations(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backendKind) {
+		b := bk.open(t, cfgFor(0, 1, newClock()))
+		_, err := state.NewValue[int](b, "s")
+		require.NoError(t, err)
+		_, err = state.NewValue[string](b, "s")
+		require.ErrorIs(t, err, state.ErrStateMismatch)
+		require.ErrorContains(t, err, `operator "counts", state "s"`)
+		_, err = state.NewList[int](b, "s")
+		require.ErrorIs(t, err, state.ErrStateMismatch)
+		_, err = state.NewMap[string, int](b, "s")
+		require.ErrorIs(t, err, state.ErrStateMismatch)
+
+		_, err = state.NewValue[chan int](b, "ch")
+		require.ErrorIs(t, err, state.ErrUnsupportedType)
+		_, err = state.NewValue[func()](b, "fn")
+		require.ErrorIs(t, err, state.ErrUnsupportedType)
+		_, err = state.NewList[withChan](b, "nested")
+		require.ErrorIs(t, err, state.ErrUnsupportedType)
+		_, err = state.NewMap[string, map[string]func()](b, "deep")
+		require.ErrorIs(t, err, state.ErrUnsupportedType)
+		_, err = state.NewValue[int](b, "codec", state.WithCodec(state.Msgpack[string]()))
+		require.ErrorIs(t, err, state.ErrInvalidConfig)
+		_, err = state.NewValue[int](b, "ttl", state.WithTTL(0, state.OnWrite))
+		require.ErrorIs(t, err, state.ErrInvalidConfig)
+
+		// State used outside a keyed operator: no current key.
+		v := must(state.NewValue[int](b, "v"))(t)
+		_, _, err = v.Get()
+		require.ErrorIs(t, err, state.ErrNoCurrentKey)
+		require.ErrorIs(t, v.Update(1), state.ErrNoCurrentKey)
+		_, err = state.NewValue[int](nil, "v")
+		require.ErrorIs(t, err, state.ErrNoCurrentKey)
+	})
+}
+
+func TestBadConfig(t *testing.T) {
+	_, err := state.NewHeap(state.Config{KeyGroups: keygroup.Range{Start: 0, End: 1}})
+	require.ErrorIs(t, err, state.ErrInvalidConfig)
+	_, err = state.NewHeap(state.Config{OperatorUID: "x", KeyGroups: keygroup.Range{Start: 5, End: 200}})
+	require.ErrorIs(t, err, state.ErrInvalidConfig)
+	_, err = state.NewBadger(state.Config{OperatorUID: "x", KeyGroups: keygroup.Range{Start: 0, End: 1}}, state.BadgerConfig{})
+	require.ErrorIs(t, err, state.ErrInvalidConfig)
+}
+
+func TestBadSnapshots(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backendKind) {
+		clk := newClock()
+		b := bk.open(t, cfgFor(0, 1, clk))
+		h := declareAll(t, b)
+		for i, k := range keys(100) {
+			setKey(b, k)
+			require.NoError(t, h.val.Update(int64(i)))
+			require.NoError(t, h.m.Put(k, i))
+		}
+		base := snapshot(t, b, 1, state.SnapshotOptions{})
+		setKey(b, "key-0001")
+		require.NoError(t, h.val.Clear())
+		d2 := snapshot(t, b, 2, state.SnapshotOptions{})
+		d3 := snapshot(t, b, 3, state.SnapshotOptions{})
+		base2 := snapshot(t, b, 4, state.SnapshotOptions{Full: true})
+		d5 := snapshot(t, b, 5, state.SnapshotOptions{})
+
+		restore := func(cs ...state.Chain) error {
+			b2 := bk.open(t, cfgFor(0, 1, clk))
+			h2 := declareAll(t, b2)
+			err := b2.Restore(context.Background(), cs...)
+			if err != nil { // a failed restore leaves the backend empty, never half-restored
+				setKey(b2, "key-0002")
+				_, ok := get(h2.val.Get())(t)
+				require.False(t, ok)
+			}
+			return err
+		}
+		require.NoError(t, restore(chain(base, d2, d3)))
+		require.NoError(t, restore(chain(base2, d5)))
+
+		flip := func(f []byte, at int) []byte {
+			g := slices.Clone(f)
+			g[at] ^= 0x40
+			return g
+		}
+		for _, at := range []int{20, len(base) / 2, len(base) - 30, len(base) - 2} {
+			err := restore(chain(flip(base, at)))
+			require.ErrorIs(t, err, state.ErrCorrupt, "flipped byte %d", at)
+		}
+		require.ErrorIs(t, restore(chain(base, flip(d2, len(d2)-10))), state.ErrCorrupt)
+		for _, n := range []int{0, 10, 70, len(base) / 2, len(base) - 1} {
+			require.ErrorIs(t, restore(chain(base[:n])), state.ErrCorrupt, "truncated at %d", n)
+		}
+		require.ErrorIs(t, restore(chain(append(slices.Clone(base), 0))), state.ErrCorrupt)
+
+		unknown := slices.Clone(base)
+		unknown[9] = 99 // version
+		err := restore(chain(unknown))
+		require.ErrorIs(t, err, state.ErrUnknownVersion)
+		require.ErrorContains(t, err, "99")
+
+		require.ErrorIs(t, restore(chain(d2)), state.ErrBadChain, "a delta alone")
+		require.ErrorIs(t, restore(chain(base, d3)), state.ErrBadChain, "a skipped delta")
+		require.ErrorIs(t, restore(chain(base2, d2)), state.ErrBadChain, "a delta on the wrong base")
+		require.ErrorIs(t, restore(chain(base, base2)), state.ErrBadChain, "two bases")
+		require.ErrorIs(t, restore(chain(base), chain(base2)), state.ErrRestoreOverlap)
+
+		other := bk.open(t, state.Config{OperatorUID: "other", KeyGroups: keygroup.Range{Start: 0, End: maxPar}, MaxParallelism: maxPar, Clock: clk.Now})
+		require.ErrorIs(t, other.Restore(context.Background(), chain(base)), state.ErrWrongOperator)
+
+		// A state restored with another kind than it is declared with.
+		b3 := bk.open(t, cfgFor(0, 1, clk))
+		_ = must(state.NewList[int64](b3, "val"))(t)
+		require.ErrorIs(t, b3.Restore(context.Background(), chain(base)), state.ErrStateMismatch)
+		b4 := bk.open(t, cfgFor(0, 1, clk))
+		require.NoError(t, b4.Restore(context.Background(), chain(base)))
+		_, err = state.NewList[int64](b4, "val")
+		require.ErrorIs(t, err, state.ErrStateMismatch)
+
+		// Snapshots are written once; ids increase.
+		s := must(b.Snapshot(10, state.SnapshotOptions{}))(t)
+		_, err = s.Write(context.Background(), &bytes.Buffer{})
+		require.NoError(t, err)
+		_, err = s.Write(context.Background(), &bytes.Buffer{})
+		require.ErrorIs(t, err, state.ErrSnapshotUsed)
+		_, err = b.Snapshot(10, state.SnapshotOptions{})
+		require.ErrorIs(t, err, state.ErrInvalidConfig)
+		// A cancelled write fails.
+		s = must(b.Snapshot(11, state.SnapshotOptions{}))(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err = s.Write(ctx, &bytes.Buffer{})
+		require.True(t, errors.Is(err, context.Canceled))
+	})
+}
+
+func TestClosed(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backendKind) {
+		b := bk.open(t, cfgFor(0, 1, newClock()))
+		v := must(state.NewValue[int](b, "v"))(t)
+		require.NoError(t, b.Close())
+		setKey(b, "k")
+		_, _, err := v.Get()
+		require.ErrorIs(t, err, state.ErrClosed)
+		_, err = b.Snapshot(1, state.SnapshotOptions{})
+		require.ErrorIs(t, err, state.ErrClosed)
+	})
+}

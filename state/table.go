@@ -1,0 +1,410 @@
+package state
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"time"
+)
+
+type kind uint8
+
+const (
+	kindValue kind = 1 + iota
+	kindList
+	kindMap
+	kindReducing
+	kindAggregating
+)
+
+func (k kind) String() string {
+	switch k {
+	case kindValue:
+		return "Value"
+	case kindList:
+		return "List"
+	case kindMap:
+		return "Map"
+	case kindReducing:
+		return "Reducing"
+	case kindAggregating:
+		return "Aggregating"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// entry is one key's value of one state. Fields a snapshot reads (key, kg, v,
+// ts, absent) never change once a snapshot may reference the entry (ver older
+// than the backend's epoch): the owner copies it first. dirty and chg are
+// only touched by the owner.
+type entry[S any] struct {
+	key    string
+	v      S
+	ts     int64 // last write (or read, with OnReadAndWrite) in Unix ns, for TTL
+	kg     uint16
+	absent bool // badger only: known to be absent, or deleted and not yet flushed
+
+	dirty bool   // badger only: differs from the store
+	ver   uint32 // epoch this object was created in (copy-on-write)
+	chg   uint32 // epoch in which the key was last recorded as changed
+}
+
+// valueOps turns a state's stored value S into snapshot/store payloads and back.
+type valueOps[S any] interface {
+	isMap() bool
+	// encode appends the payload of a non-map value.
+	encode(dst []byte, v S) ([]byte, error)
+	decode(b []byte) (S, error)
+	// mapRows calls fn with each map entry's canonical key and payload.
+	mapRows(v S, buf []byte, fn func(mapKey, payload []byte) error) error
+	// mapAdd decodes one map row into *v, creating the map if needed.
+	mapAdd(v *S, payload []byte) error
+	// clone returns a copy the owner may change without touching v.
+	clone(v S) S
+}
+
+// tableAny is the untyped view of a table used by snapshots, restore and the cache.
+type tableAny interface {
+	meta() *tableMeta
+	reset()
+	// captureFull/captureDelta run on the owner at Snapshot; the parts they
+	// return are written later on any goroutine.
+	captureFull(now int64) snapPart
+	captureDelta() snapPart
+	// endEpoch resets changed-key tracking after a snapshot.
+	endEpoch(track bool)
+	// applyRow applies one restored row (heap, or decoding pending rows).
+	applyRow(op byte, kg uint16, key string, ts int64, payload []byte) error
+	// flush writes dirty entries to the store; evict drops clean entries.
+	flush(w *batchWriter) error
+	evict(target int)
+	changedLen() int
+}
+
+type tableMeta struct {
+	name string
+	kind kind
+	typ  reflect.Type
+	ttl  int64 // ns; 0 = none
+	rw   bool  // TTL refreshed on read too
+}
+
+type table[S any] struct {
+	tableMeta
+	c       *core
+	ops     valueOps[S]
+	m       map[string]*entry[S]
+	changed map[string]uint16 // key -> key group, keys changed in this epoch
+	seq     uint64            // c.keySeq when cur was looked up
+	cur     *entry[S]
+	bname   []byte // badger: encoded state name
+}
+
+func (t *table[S]) meta() *tableMeta { return &t.tableMeta }
+
+func (t *table[S]) reset() {
+	t.c.entries -= len(t.m)
+	t.m = map[string]*entry[S]{}
+	t.changed = map[string]uint16{}
+	t.seq, t.cur = math.MaxUint64, nil
+}
+
+func (t *table[S]) changedLen() int { return len(t.changed) }
+
+// current returns the cached entry of the current key, or nil (heap: absent).
+func (t *table[S]) current() (*entry[S], error) {
+	c := t.c
+	if t.seq == c.keySeq {
+		return t.cur, nil
+	}
+	if c.keyErr != nil {
+		if c.closed {
+			return nil, c.errf(t.name, ErrClosed)
+		}
+		return nil, c.errf(t.name, c.keyErr)
+	}
+	e := t.m[string(c.key)]
+	if e == nil && c.store != nil {
+		var err error
+		if e, err = t.load(); err != nil {
+			return nil, c.errf(t.name, err)
+		}
+	}
+	t.seq, t.cur = c.keySeq, e
+	return e, nil
+}
+
+// read returns the live entry of the current key for reading, nil if absent
+// or expired. With OnReadAndWrite TTL it refreshes the timestamp.
+func (t *table[S]) read() (*entry[S], error) {
+	e, err := t.current()
+	if e == nil || err != nil || e.absent {
+		return nil, err
+	}
+	if t.ttl > 0 {
+		now := t.c.nowNanos()
+		if now-e.ts >= t.ttl {
+			t.remove(e)
+			return nil, nil
+		}
+		if t.rw && e.ts != now {
+			e = t.writable(e)
+			e.ts = now
+		}
+	}
+	return e, nil
+}
+
+// writable returns e, copied first if a snapshot may reference it, and records
+// the key as changed and dirty.
+func (t *table[S]) writable(e *entry[S]) *entry[S] {
+	c := t.c
+	if e.ver != c.epoch {
+		ne := new(entry[S])
+		*ne = *e
+		ne.v = t.ops.clone(e.v)
+		ne.ver = c.epoch
+		t.m[ne.key] = ne
+		if t.cur == e {
+			t.cur = ne
+		}
+		e = ne
+	}
+	if e.chg != c.epoch {
+		e.chg = c.epoch
+		if c.tracking {
+			t.changed[e.key] = e.kg
+		}
+	}
+	e.dirty = true
+	return e
+}
+
+// forWrite returns a writable entry for the current key, creating it if needed.
+// The caller sets v (and absent=false is done here).
+func (t *table[S]) forWrite() (*entry[S], error) {
+	e, err := t.current()
+	if err != nil {
+		return nil, err
+	}
+	c := t.c
+	if e == nil {
+		e = &entry[S]{key: string(c.key), kg: c.kg, ver: c.epoch, chg: c.epoch, dirty: true}
+		t.m[e.key] = e
+		c.entries++
+		if c.tracking {
+			t.changed[e.key] = e.kg
+		}
+		t.cur = e
+		return e, nil
+	}
+	e = t.writable(e)
+	if e.absent {
+		e.absent = false
+		var zero S
+		e.v = zero
+	}
+	return e, nil
+}
+
+// written finishes a write: the TTL timestamp. (The badger cache grows only
+// in load, which makes room first.)
+func (t *table[S]) written(e *entry[S]) error {
+	if t.ttl > 0 {
+		e.ts = t.c.nowNanos()
+	}
+	return nil
+}
+
+// remove deletes e's key: from the map on the heap, as a dirty tombstone in the
+// badger cache.
+func (t *table[S]) remove(e *entry[S]) {
+	c := t.c
+	if c.store == nil {
+		delete(t.m, e.key)
+		c.entries--
+		if t.cur == e {
+			t.cur = nil
+		}
+		if c.tracking {
+			t.changed[e.key] = e.kg
+		}
+		return
+	}
+	e = t.writable(e)
+	e.absent = true
+	var zero S
+	e.v = zero
+}
+
+func (t *table[S]) clear() error {
+	e, err := t.current()
+	if err != nil || e == nil || e.absent {
+		return err
+	}
+	t.remove(e)
+	return nil
+}
+
+func (t *table[S]) expired(e *entry[S], now int64) bool {
+	return t.ttl > 0 && now-e.ts >= t.ttl
+}
+
+func (t *table[S]) endEpoch(track bool) {
+	if len(t.changed) > 0 || !track {
+		t.changed = make(map[string]uint16, len(t.changed)/2)
+	}
+}
+
+// applyRow applies a restored row to the typed table.
+func (t *table[S]) applyRow(op byte, kg uint16, key string, ts int64, payload []byte) error {
+	c := t.c
+	e := t.m[key]
+	switch op {
+	case opDel:
+		if e != nil {
+			delete(t.m, key)
+			c.entries--
+		}
+		return nil
+	case opPut, opMapPut:
+		if (op == opMapPut) != t.ops.isMap() {
+			return fmt.Errorf("%w: row kind does not match %s state", ErrStateMismatch, t.kind)
+		}
+		if e == nil {
+			e = &entry[S]{key: key, kg: kg, ver: c.epoch, chg: c.epoch}
+			t.m[key] = e
+			c.entries++
+		}
+		if ts > e.ts {
+			e.ts = ts
+		}
+		if op == opMapPut {
+			if err := t.ops.mapAdd(&e.v, payload); err != nil {
+				return fmt.Errorf("%w: %v", ErrCodec, err)
+			}
+			return nil
+		}
+		v, err := t.ops.decode(payload)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrCodec, err)
+		}
+		e.v = v
+		return nil
+	}
+	return fmt.Errorf("%w: unknown row op %d", ErrCorrupt, op)
+}
+
+// declOptions of a state declaration.
+type declOptions struct {
+	codec   any
+	ttl     time.Duration
+	ttlRW   bool
+	ttlSet  bool
+	invalid error
+}
+
+// Option configures one state declaration.
+type Option interface{ apply(*declOptions) }
+
+type optionFunc func(*declOptions)
+
+func (f optionFunc) apply(o *declOptions) { f(o) }
+
+// WithCodec sets the codec of the state's values (for List, of its elements;
+// for Map, of its values; for Aggregating, of its accumulator). Its type must
+// match the state's, or the declaration fails with ErrInvalidConfig.
+func WithCodec[T any](c Codec[T]) Option {
+	return optionFunc(func(o *declOptions) { o.codec = c })
+}
+
+// TTLUpdate says which accesses refresh a TTL timestamp.
+type TTLUpdate uint8
+
+const (
+	// OnWrite: the value expires ttl after it was last written.
+	OnWrite TTLUpdate = iota
+	// OnReadAndWrite: the value expires ttl after it was last read or written.
+	OnReadAndWrite
+)
+
+// WithTTL makes values expire ttl after their last write (or read and write).
+// An expired value is never returned; it is deleted when next accessed, and
+// left out of (and swept by) the next full snapshot.
+func WithTTL(ttl time.Duration, update TTLUpdate) Option {
+	return optionFunc(func(o *declOptions) {
+		if ttl <= 0 {
+			o.invalid = fmt.Errorf("%w: TTL %v must be positive", ErrInvalidConfig, ttl)
+		}
+		o.ttl, o.ttlRW, o.ttlSet = ttl, update == OnReadAndWrite, true
+	})
+}
+
+func codecFor[T any](o *declOptions) (Codec[T], error) {
+	if o.codec == nil {
+		if err := checkEncodable(typeOf[T]()); err != nil {
+			return nil, err
+		}
+		return Msgpack[T](), nil
+	}
+	c, ok := o.codec.(Codec[T])
+	if !ok {
+		return nil, fmt.Errorf("%w: codec %T does not encode %s", ErrInvalidConfig, o.codec, typeOf[T]())
+	}
+	return c, nil
+}
+
+// declare returns the table named name, creating it with ops from mk.
+func declare[S any](b Backend, name string, k kind, typ reflect.Type, opts []Option, mk func(*declOptions) (valueOps[S], error)) (*table[S], error) {
+	if b == nil {
+		return nil, fmt.Errorf("state %q: %w", name, ErrNoCurrentKey)
+	}
+	c := b.base()
+	if c.closed {
+		return nil, c.errf(name, ErrClosed)
+	}
+	if name == "" || len(name) > 1<<15 {
+		return nil, c.errf(name, fmt.Errorf("%w: state name must be 1..32768 bytes", ErrInvalidConfig))
+	}
+	if old, ok := c.states[name]; ok {
+		m := old.meta()
+		if m.kind != k || m.typ != typ {
+			return nil, c.errf(name, fmt.Errorf("%w: declared as %s of %s, now as %s of %s", ErrStateMismatch, m.kind, m.typ, k, typ))
+		}
+		return old.(*table[S]), nil
+	}
+	var o declOptions
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if o.invalid != nil {
+		return nil, c.errf(name, o.invalid)
+	}
+	ops, err := mk(&o)
+	if err != nil {
+		return nil, c.errf(name, err)
+	}
+	t := &table[S]{
+		tableMeta: tableMeta{name: name, kind: k, typ: typ, ttl: int64(o.ttl), rw: o.ttlRW},
+		c:         c,
+		ops:       ops,
+	}
+	t.reset()
+	t.bname = appendLenPrefixed(nil, []byte(name))
+	if rk, ok := c.known[name]; ok && rk != k {
+		return nil, c.errf(name, fmt.Errorf("%w: restored as %s, declared as %s", ErrStateMismatch, rk, k))
+	}
+	if raw, ok := c.pending[name]; ok {
+		if raw.kind != k {
+			return nil, c.errf(name, fmt.Errorf("%w: restored as %s, declared as %s", ErrStateMismatch, raw.kind, k))
+		}
+		if err := raw.replay(t); err != nil {
+			t.reset()
+			return nil, c.errf(name, err)
+		}
+		delete(c.pending, name)
+	}
+	c.states[name] = t
+	c.order = append(c.order, t)
+	return t, nil
+}
