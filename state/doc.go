@@ -1,0 +1,84 @@
+// Package state holds the keyed state of stateful operators: typed handles
+// scoped to the current key, two backends (heap and Badger), TTL, and the
+// snapshots that checkpoints are made of.
+//
+// # Backends and scoping
+//
+// A keyed operator subtask owns one Backend, created by NewHeap or NewBadger
+// with a Config naming the operator (its stable uid), the key groups the
+// subtask owns (keygroup.RangeFor), the max parallelism and a clock for TTL.
+// In its open step the operator declares its states by name with the generic
+// functions NewValue, NewList, NewMap, NewReducing and NewAggregating. Before
+// each record or timer the runtime calls SetCurrentKey(keyGroup, encodedKey);
+// every handle then reads and writes the state of that key only. The key is
+// copied, so the runtime may reuse its buffer. Using a handle before any
+// SetCurrentKey (state used outside a keyed operator) fails with
+// ErrNoCurrentKey; a key group outside the backend's range with
+// ErrKeyGroupOutOfRange.
+//
+// Declaring a name twice with the same kind and type returns the same state;
+// with another kind or type it fails with ErrStateMismatch. Values are encoded
+// with msgpack unless WithCodec supplies a Codec; a type the codec cannot
+// encode (channels, functions, unsafe pointers, anywhere inside the type) is
+// refused at declaration with ErrUnsupportedType. Handles return errors (a
+// Badger read can fail); on the heap backend they never fail once the key is set.
+//
+// Values passed to and returned by handles belong to the backend: do not
+// modify a value after Update, or one returned by Get (List.Get returns a copy).
+// The heap backend keeps them as typed Go values and never encodes on access.
+//
+// The Badger backend keeps a write-back cache of decoded entries in front of
+// Badger (BadgerConfig.CacheEntries, over all states of the backend). Reads of
+// uncached keys go to Badger; when the cache is full, all dirty entries are
+// written in one batch and a quarter of the cache is dropped, so memory stays
+// bounded and no record causes a Badger transaction of its own. Badger is
+// scratch space: the directory is wiped when the backend opens, and state
+// comes back only through Restore. Its keys are
+// [operator uid][key group][state name][key][map key], so key groups are
+// contiguous ranges.
+//
+// # TTL
+//
+// WithTTL(d, OnWrite) makes a key's value expire d after its last write;
+// WithTTL(d, OnReadAndWrite) after its last read or write. Time comes from
+// Config.Clock. An expired value is never returned: it is deleted when next
+// accessed, swept (heap) or skipped (Badger) by full snapshots, and dropped
+// on restore. The timestamps are part of snapshots, so TTL keeps counting
+// across restores. TTL covers a key's whole value: a list, or a whole map (any
+// write to the map refreshes it).
+//
+// # Snapshots
+//
+// Backend.Snapshot captures the state synchronously and returns a *Snapshot
+// that is written later, on any goroutine, while the backend keeps changing:
+// entries are copy-on-write (an entry a snapshot may still read is copied on
+// its next change), and Badger rows are read through a Badger transaction
+// opened at the capture. A snapshot is either a full base or a delta holding,
+// for every key changed since the previous snapshot, its new value or a
+// tombstone. Every Config.FullEvery-th snapshot is a base, as is the first one,
+// one requested with SnapshotOptions.Full (savepoints), and, on Badger, one
+// taken after more than BadgerConfig.MaxDeltaKeys keys changed. A delta is
+// only valid on top of the snapshot taken just before it: if a snapshot is
+// never stored (a failed checkpoint), ask for a full one next.
+//
+// Restore takes one Chain per old subtask: its last base and the deltas after
+// it, in order. It keeps only the rows of the new backend's key groups, so the
+// state of any parallelism restores into any other (rescaling). Restore must
+// be called before the first SetCurrentKey; states may be declared before or
+// after it (rows of states not declared yet wait, and are kept in later
+// snapshots even if never declared).
+//
+// The format is versioned (magic "SLUICEST", version 1), and every block and
+// the whole file carry a CRC32C. A corrupt or truncated file fails with
+// ErrCorrupt, an unknown version with ErrUnknownVersion, a delta that does not
+// follow its chain with ErrBadChain, another operator's snapshot with
+// ErrWrongOperator, overlapping chains with ErrRestoreOverlap. A failed
+// restore leaves the backend empty, never half restored.
+//
+// # Concurrency
+//
+// A Backend and its handles are used by one goroutine, the task's. The only
+// exception is a captured Snapshot: its Write may run on another goroutine
+// while the task goes on using the backend. Close waits for snapshots being
+// written; write or Discard every snapshot.
+package state
