@@ -188,6 +188,8 @@ func (h heapBackend) Close() error {
 	}
 	h.inflight.Wait()
 	h.closed = true
+	h.keyErr = ErrClosed
+	h.keySeq++
 	for _, t := range h.order {
 		t.reset()
 	}

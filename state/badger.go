@@ -339,6 +339,9 @@ func (st *badgerStore) restoreFile(ctx context.Context, c *core, fr *fileReader)
 		}
 		t, declared := c.states[sd.name]
 		if !declared {
+			if k, ok := c.known[sd.name]; ok && k != sd.kind {
+				return fmt.Errorf("state %q: %w: restored as %s and as %s", sd.name, ErrStateMismatch, k, sd.kind)
+			}
 			c.known[sd.name] = sd.kind
 		} else if m := t.meta(); op != opDel && m.ttl > 0 && now-ts >= m.ttl {
 			return nil

@@ -477,6 +477,9 @@ func (c *core) restoreFile(ctx context.Context, fr *fileReader) error {
 			return nil
 		}
 		raw := c.pending[st.name]
+		if raw != nil && raw.kind != st.kind {
+			return fmt.Errorf("state %q: %w: restored as %s and as %s", st.name, ErrStateMismatch, raw.kind, st.kind)
+		}
 		if raw == nil {
 			raw = &rawState{kind: st.kind, rows: map[string]*rawRow{}}
 			c.pending[st.name] = raw

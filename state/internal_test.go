@@ -1,0 +1,112 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluicedata/sluice/internal/keygroup"
+)
+
+func testConfig() Config {
+	return Config{OperatorUID: "op", KeyGroups: keygroup.Range{Start: 0, End: 128}}
+}
+
+func TestBadgerCacheIsBounded(t *testing.T) {
+	bc := DefaultBadgerConfig(t.TempDir())
+	bc.CacheEntries = 100
+	bc.MaxDeltaKeys = 10
+	b, err := NewBadger(testConfig(), bc)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, b.Close()) }()
+	v, err := NewValue[string](b, "v")
+	require.NoError(t, err)
+	m, err := NewMap[int, int](b, "m")
+	require.NoError(t, err)
+	for i := range 5000 {
+		k := []byte(fmt.Sprint("k", i%1000))
+		b.SetCurrentKey(keygroup.Of(k, 128), k)
+		old, _, err := v.Get()
+		require.NoError(t, err)
+		require.NoError(t, v.Update(old+"x"))
+		require.NoError(t, m.Put(i%3, i))
+		require.LessOrEqual(t, b.base().entries, bc.CacheEntries+1)
+	}
+	for i := range 1000 {
+		k := []byte(fmt.Sprint("k", i))
+		b.SetCurrentKey(keygroup.Of(k, 128), k)
+		s, ok, err := v.Get()
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Len(t, s, 5)
+		n, err := m.Len()
+		require.NoError(t, err)
+		require.Equal(t, 3, n)
+	}
+
+	// More changed keys than MaxDeltaKeys: the next snapshot is a base.
+	s, err := b.Snapshot(1, SnapshotOptions{})
+	require.NoError(t, err)
+	require.True(t, s.Full())
+	s.Discard()
+	for i := range 5 {
+		k := []byte(fmt.Sprint("k", i))
+		b.SetCurrentKey(keygroup.Of(k, 128), k)
+		require.NoError(t, v.Update("y"))
+	}
+	s, err = b.Snapshot(2, SnapshotOptions{})
+	require.NoError(t, err)
+	require.False(t, s.Full())
+	s.Discard()
+	for i := range 50 {
+		k := []byte(fmt.Sprint("k", i))
+		b.SetCurrentKey(keygroup.Of(k, 128), k)
+		require.NoError(t, v.Update("z"))
+	}
+	s, err = b.Snapshot(3, SnapshotOptions{})
+	require.NoError(t, err)
+	require.True(t, s.Full(), "50 changed keys > MaxDeltaKeys")
+	s.Discard()
+}
+
+// FuzzRestore: no input makes Restore panic or succeed with garbage silently;
+// any error leaves the backend empty.
+func FuzzRestore(f *testing.F) {
+	b, err := NewHeap(testConfig())
+	require.NoError(f, err)
+	v, _ := NewValue[int](b, "v")
+	l, _ := NewList[string](b, "l")
+	m, _ := NewMap[string, int](b, "m")
+	for i := range 20 {
+		k := []byte(fmt.Sprint(i))
+		b.SetCurrentKey(keygroup.Of(k, 128), k)
+		_ = v.Update(i)
+		_ = l.Add("a", "b")
+		_ = m.Put("x", i)
+	}
+	var base, delta bytes.Buffer
+	s, _ := b.Snapshot(1, SnapshotOptions{})
+	_, _ = s.Write(context.Background(), &base)
+	_ = m.Remove("x")
+	s, _ = b.Snapshot(2, SnapshotOptions{})
+	_, _ = s.Write(context.Background(), &delta)
+	f.Add(base.Bytes(), delta.Bytes())
+	f.Add(base.Bytes()[:40], []byte{})
+	f.Fuzz(func(t *testing.T, a, d []byte) {
+		r, err := NewHeap(testConfig())
+		require.NoError(t, err)
+		_, _ = NewValue[int](r, "v")
+		chain := Chain{bytes.NewReader(a)}
+		if len(d) > 0 {
+			chain = append(chain, bytes.NewReader(d))
+		}
+		if err := r.Restore(context.Background(), chain); err != nil {
+			require.Zero(t, r.base().entries)
+			require.Empty(t, r.base().pending)
+		}
+		require.NoError(t, r.Close())
+	})
+}
