@@ -97,7 +97,6 @@ func NewBadger(cfg Config, bc BadgerConfig) (Backend, error) {
 		WithNumMemtables(2).
 		WithValueThreshold(min(64<<10, bc.MemTableSize/100)).
 		WithBlockCacheSize(bc.BlockCacheSize).
-		WithIndexCacheSize(bc.BlockCacheSize / 2).
 		WithNumCompactors(2)
 	db, err := badger.Open(opts)
 	if err != nil {
@@ -199,10 +198,10 @@ func (t *table[S]) load() (*entry[S], error) {
 // batchWriter collects a flush in a WriteBatch; keys and values are carved out
 // of arenas that are not reused until the batch is flushed.
 type batchWriter struct {
-	st    *badgerStore
-	wb    *badger.WriteBatch
-	arena []byte
-	tmp   []byte
+	st          *badgerStore
+	wb          *badger.WriteBatch
+	arena       []byte
+	tmp, kb, pb []byte
 }
 
 func (w *batchWriter) alloc(b []byte) []byte {
@@ -220,91 +219,93 @@ func (w *batchWriter) value(ts int64, payload []byte) []byte {
 	return w.alloc(w.tmp)
 }
 
-func (t *table[S]) flush(w *batchWriter) error {
-	var kb, pb []byte
-	for _, e := range t.m {
-		if !e.dirty {
-			continue
-		}
-		kb = w.st.appendKey(kb[:0], e.kg, t.bname, unsafe.Slice(unsafe.StringData(e.key), len(e.key)))
-		if !t.ops.isMap() {
-			var err error
-			if e.absent {
-				err = w.wb.Delete(w.alloc(kb))
-			} else {
-				if pb, err = t.ops.encode(pb[:0], e.v); err != nil {
-					return fmt.Errorf("state %q: %w: %v", t.name, ErrCodec, err)
-				}
-				err = w.wb.Set(w.alloc(kb), w.value(e.ts, pb))
+// flushEntry adds e's rows to the batch and marks it clean.
+func (t *table[S]) flushEntry(w *batchWriter, e *entry[S]) error {
+	kb := w.st.appendKey(w.kb[:0], e.kg, t.bname, unsafe.Slice(unsafe.StringData(e.key), len(e.key)))
+	w.kb = kb
+	if !t.ops.isMap() {
+		var err error
+		if e.absent {
+			err = w.wb.Delete(w.alloc(kb))
+		} else {
+			if w.pb, err = t.ops.encode(w.pb[:0], e.v); err != nil {
+				return fmt.Errorf("state %q: %w: %v", t.name, ErrCodec, err)
 			}
-			if err != nil {
-				return err
-			}
-			e.dirty = false
-			continue
+			err = w.wb.Set(w.alloc(kb), w.value(e.ts, w.pb))
 		}
-		// Map: set every entry, delete stored entries that are gone.
-		cur := map[string]struct{}{}
-		err := t.ops.mapRows(e.v, pb, func(mk, payload []byte) error {
-			cur[string(mk)] = struct{}{}
-			return w.wb.Set(w.alloc(append(kb, mk...)), w.value(e.ts, payload))
-		})
-		if err != nil {
-			return fmt.Errorf("state %q: %w", t.name, err)
-		}
-		it := w.st.rtxn.NewIterator(badger.IteratorOptions{Prefix: kb})
-		for it.Rewind(); it.Valid(); it.Next() {
-			mk := it.Item().Key()[len(kb):]
-			if _, ok := cur[string(mk)]; !ok {
-				if err = w.wb.Delete(it.Item().KeyCopy(nil)); err != nil {
-					break
-				}
-			}
-		}
-		it.Close()
 		if err != nil {
 			return err
 		}
 		e.dirty = false
+		return nil
 	}
+	// Map: set every entry, delete stored entries that are gone.
+	cur := map[string]struct{}{}
+	err := t.ops.mapRows(e.v, w.pb, func(mk, payload []byte) error {
+		cur[string(mk)] = struct{}{}
+		return w.wb.Set(w.alloc(append(kb, mk...)), w.value(e.ts, payload))
+	})
+	if err != nil {
+		return fmt.Errorf("state %q: %w", t.name, err)
+	}
+	it := w.st.rtxn.NewIterator(badger.IteratorOptions{Prefix: kb})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		if _, ok := cur[string(it.Item().Key()[len(kb):])]; !ok {
+			if err := w.wb.Delete(it.Item().KeyCopy(nil)); err != nil {
+				return err
+			}
+		}
+	}
+	e.dirty = false
 	return nil
 }
 
-func (t *table[S]) evict(target int) {
-	c := t.c
-	for k, e := range t.m {
-		if c.entries <= target {
-			return
-		}
-		if !e.dirty {
+// evict drops up to n entries, writing the dirty ones to the batch first. It
+// is a CLOCK: entries used since the last sweep get a second chance.
+func (t *table[S]) evict(n int, w *batchWriter) (int, error) {
+	evicted := 0
+	for pass := 0; pass < 2 && evicted < n; pass++ {
+		for k, e := range t.m {
+			if evicted >= n {
+				break
+			}
+			if pass == 0 && e.ref {
+				e.ref = false
+				continue
+			}
+			if e.dirty {
+				if err := t.flushEntry(w, e); err != nil {
+					t.c.entries -= evicted
+					return evicted, err
+				}
+			}
 			delete(t.m, k)
-			c.entries--
+			evicted++
 		}
 	}
+	t.c.entries -= evicted
+	return evicted, nil
 }
 
-// shrink writes every dirty entry to Badger in one batch and drops a quarter
-// of the cache.
+// shrink drops a quarter of the cache; the dirty entries among them are
+// written to Badger in one batch. A failed write loses state: the error fails
+// the task, which restores from its last checkpoint.
 func (st *badgerStore) shrink(c *core) error {
-	if err := st.flush(c); err != nil {
-		return err
-	}
-	target := st.cacheEntries * 3 / 4
-	for _, t := range c.order {
-		t.evict(target)
-	}
-	c.keySeq++ // handles must look their entries up again
-	return nil
-}
-
-func (st *badgerStore) flush(c *core) error {
 	w := &batchWriter{st: st, wb: st.db.NewWriteBatch()}
 	defer w.wb.Cancel()
+	need := c.entries - st.cacheEntries*3/4
 	for _, t := range c.order {
-		if err := t.flush(w); err != nil {
+		if need <= 0 {
+			break
+		}
+		n, err := t.evict(need, w)
+		if err != nil {
 			return err
 		}
+		need -= n
 	}
+	c.keySeq++ // handles must look their entries up again
 	if err := w.wb.Flush(); err != nil {
 		return fmt.Errorf("badger flush: %w", err)
 	}

@@ -45,6 +45,7 @@ type entry[S any] struct {
 	absent bool // badger only: known to be absent, or deleted and not yet flushed
 
 	dirty bool   // badger only: differs from the store
+	ref   bool   // badger only: used since the last eviction sweep
 	ver   uint32 // epoch this object was created in (copy-on-write)
 	chg   uint32 // epoch in which the key was last recorded as changed
 }
@@ -75,9 +76,8 @@ type tableAny interface {
 	endEpoch(track bool)
 	// applyRow applies one restored row (heap, or decoding pending rows).
 	applyRow(op byte, kg uint16, key string, ts int64, payload []byte) error
-	// flush writes dirty entries to the store; evict drops clean entries.
-	flush(w *batchWriter) error
-	evict(target int)
+	// evict drops up to n cache entries, writing dirty ones to w (badger).
+	evict(n int, w *batchWriter) (int, error)
 	changedLen() int
 }
 
@@ -124,10 +124,14 @@ func (t *table[S]) current() (*entry[S], error) {
 		return nil, c.errf(t.name, c.keyErr)
 	}
 	e := t.m[string(c.key)]
-	if e == nil && c.store != nil {
-		var err error
-		if e, err = t.load(); err != nil {
-			return nil, c.errf(t.name, err)
+	if c.store != nil {
+		if e != nil {
+			e.ref = true
+		} else {
+			var err error
+			if e, err = t.load(); err != nil {
+				return nil, c.errf(t.name, err)
+			}
 		}
 	}
 	t.seq, t.cur = c.keySeq, e
