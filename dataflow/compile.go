@@ -94,7 +94,11 @@ func (j *Job) compile() (*compiled, error) {
 					errs = append(errs, fmt.Errorf("%w: %q (parallelism %d) to %q (parallelism %d)", ErrForward, e.from.name, c.par[e.from], n.name, c.par[n]))
 				}
 			}
-			e.chained = e.part == partForward && same && len(n.inputs) == 1 && !n.noChain && !e.from.noChain
+			// Between two single subtasks every exchange degenerates to forward,
+			// so a keyed or rebalanced edge at parallelism 1 is chained too: a
+			// goroutine hand-off would only add cost.
+			oneToOne := e.part == partForward || c.par[n] == 1 && c.par[e.from] == 1
+			e.chained = oneToOne && same && len(n.inputs) == 1 && !n.noChain && !e.from.noChain
 		}
 		if len(n.inputs) == 1 && n.inputs[0].chained {
 			ch := c.chainOf[n.inputs[0].from]

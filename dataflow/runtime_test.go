@@ -206,7 +206,9 @@ type lifecycleFn struct {
 }
 
 func (f *lifecycleFn) Open(_ context.Context, oc *dataflow.OperatorContext) error {
-	f.log.do(func(l *[]string) { *l = append(*l, fmt.Sprintf("open %s %d/%d", oc.Operator, oc.Subtask, oc.Parallelism)) })
+	f.log.do(func(l *[]string) {
+		*l = append(*l, fmt.Sprintf("open %s %d/%d", oc.Operator, oc.Subtask, oc.Parallelism))
+	})
 	return nil
 }
 func (f *lifecycleFn) ProcessElement(ctx *operators.ProcessContext[int], v int) error {

@@ -40,6 +40,10 @@ func (ks KeyedStream[K, T]) Stream() Stream[T] { return ks.in }
 // Key returns the key of v.
 func (ks KeyedStream[K, T]) Key(v T) K { return ks.key(v) }
 
+// KeyFunc returns the key function itself, for operators that call it per
+// record (a method value would add an indirect call).
+func (ks KeyedStream[K, T]) KeyFunc() func(T) K { return ks.key }
+
 // KeyBy partitions s by the key that key returns. The key type must encode
 // stably (see KeyGroupOf); strings, integers, booleans, floats and structs or
 // arrays of those do.

@@ -18,7 +18,7 @@ type AggregateFunction[In, Acc, Out any] interface {
 // The first record of a key is emitted as it is.
 func Reduce[K comparable, T any](in dataflow.KeyedStream[K, T], name string, fn func(acc, v T) T, opts ...dataflow.Option) dataflow.Stream[T] {
 	return dataflow.AddKeyedOperator(in, name, nilIf(fn == nil, func(out dataflow.Output[T]) dataflow.Operator[T] {
-		return &reduceOp[K, T]{key: in.Key, fn: fn, out: out, acc: map[K]*T{}}
+		return &reduceOp[K, T]{key: in.KeyFunc(), fn: fn, out: out, acc: map[K]*T{}}
 	}), opts...)
 }
 
@@ -48,7 +48,7 @@ func (o *reduceOp[K, T]) Process(v T, ts dataflow.Timestamp) error {
 // updated result after each record, with that record's event time.
 func Aggregate[K comparable, In, Acc, Out any](in dataflow.KeyedStream[K, In], name string, agg AggregateFunction[In, Acc, Out], opts ...dataflow.Option) dataflow.Stream[dataflow.KV[K, Out]] {
 	return dataflow.AddKeyedOperator(in, name, nilIf(agg == nil, func(out dataflow.Output[dataflow.KV[K, Out]]) dataflow.Operator[In] {
-		return &aggregateOp[K, In, Acc, Out]{key: in.Key, agg: agg, out: out, acc: map[K]*Acc{}}
+		return &aggregateOp[K, In, Acc, Out]{key: in.KeyFunc(), agg: agg, out: out, acc: map[K]*Acc{}}
 	}), opts...)
 }
 

@@ -106,25 +106,30 @@ func (g *generator[T]) Poll(ctx context.Context, out dataflow.Output[T]) (datafl
 			return dataflow.NothingAvailable, nil
 		}
 	}
-	for ; n > 0; n-- {
-		if g.cfg.Count > 0 && g.seq >= g.cfg.Count {
-			return dataflow.EndOfInput, nil
-		}
-		v := g.cfg.Generate(g.seq)
-		ts := dataflow.NoTimestamp
-		if g.cfg.Timestamp != nil {
-			ts = dataflow.TimestampOf(g.cfg.Timestamp(g.seq, v))
-		}
-		out.Collect(v, ts)
-		g.seq += g.step
-		g.emitted++
-		if ts != dataflow.NoTimestamp && ts > g.lastWm {
-			g.lastWm = ts
-		}
+	if g.cfg.Count > 0 {
+		// Records this subtask still owns: seq, seq+step, ... below Count.
+		left := (g.cfg.Count - g.seq + g.step - 1) / g.step
+		n = max(0, min(n, left))
 	}
-	if g.cfg.Timestamp != nil && g.lastWm != dataflow.MinWatermark {
-		// Monotonic timestamps: nothing earlier than the last one will follow.
-		out.EmitWatermark(g.lastWm - 1)
+	if g.cfg.Timestamp == nil {
+		for ; n > 0; n-- {
+			out.Collect(g.cfg.Generate(g.seq), dataflow.NoTimestamp)
+			g.seq += g.step
+			g.emitted++
+		}
+	} else {
+		for ; n > 0; n-- {
+			v := g.cfg.Generate(g.seq)
+			ts := dataflow.TimestampOf(g.cfg.Timestamp(g.seq, v))
+			out.Collect(v, ts)
+			g.seq += g.step
+			g.emitted++
+			g.lastWm = max(g.lastWm, ts)
+		}
+		if g.lastWm != dataflow.MinWatermark {
+			// Monotonic timestamps: nothing earlier than the last one will follow.
+			out.EmitWatermark(g.lastWm - 1)
+		}
 	}
 	if g.cfg.Count > 0 && g.seq >= g.cfg.Count {
 		return dataflow.EndOfInput, nil
