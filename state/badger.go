@@ -24,14 +24,16 @@ type BadgerConfig struct {
 	// the next snapshot is a full base (a delta would not be cheaper).
 	// 0 means 4*CacheEntries.
 	MaxDeltaKeys int
-	// MemTableSize and BlockCacheSize size Badger's own memory (bytes).
+	// MemTableSize sizes Badger's memtables (bytes). BlockCacheSize is Badger's
+	// block cache; 0 (the default) reads blocks straight from the memory-mapped
+	// tables, which is faster for the uncompressed tables this backend writes.
 	MemTableSize   int64
 	BlockCacheSize int64
 }
 
 // DefaultBadgerConfig returns a configuration using dir with a 100K-entry cache.
 func DefaultBadgerConfig(dir string) BadgerConfig {
-	return BadgerConfig{Dir: dir, CacheEntries: 100_000, MemTableSize: 32 << 20, BlockCacheSize: 64 << 20}
+	return BadgerConfig{Dir: dir, CacheEntries: 100_000, MemTableSize: 32 << 20}
 }
 
 // Validate checks the configuration and fills defaults in place.
@@ -52,9 +54,6 @@ func (bc *BadgerConfig) Validate() error {
 	if bc.MemTableSize == 0 {
 		bc.MemTableSize = d.MemTableSize
 	}
-	if bc.BlockCacheSize == 0 {
-		bc.BlockCacheSize = d.BlockCacheSize
-	}
 	return nil
 }
 
@@ -64,6 +63,7 @@ type badgerStore struct {
 	cacheEntries int
 	maxDeltaKeys int
 	rtxn         *badger.Txn // the owner's view of the store, renewed after each flush
+	inflight     *flushJob   // the batch being committed, if any
 	kbuf         []byte
 }
 
@@ -117,6 +117,7 @@ func (b badgerBackend) Close() error {
 		return nil
 	}
 	b.inflight.Wait()
+	_ = b.store.settle(b.core) // the store is scratch: a failed last batch does not matter
 	b.closed = true
 	b.keyErr = ErrClosed
 	b.keySeq++
@@ -174,6 +175,14 @@ func (t *table[S]) load() (*entry[S], error) {
 		if err := st.shrink(c); err != nil {
 			return nil, err
 		}
+	}
+	if f := t.flushing[string(c.key)]; f != nil {
+		// Evicted and not committed yet: take it back (a copy, as a snapshot
+		// may hold f), clean since the batch in flight writes it.
+		e := &entry[S]{key: f.key, kg: f.kg, v: t.ops.clone(f.v), ts: f.ts, absent: f.absent, ver: c.epoch}
+		t.m[e.key] = e
+		c.entries++
+		return e, nil
 	}
 	e := &entry[S]{kg: c.kg, ver: c.epoch, absent: true}
 	err := st.readKey(st.rtxn, c.kg, t.bname, c.key, t.ops.isMap(), func(mk []byte, ts int64, payload []byte) error {
@@ -279,6 +288,7 @@ func (t *table[S]) evict(n int, w *batchWriter) (int, error) {
 					t.c.entries -= evicted
 					return evicted, err
 				}
+				t.flushing[k] = e
 			}
 			delete(t.m, k)
 			evicted++
@@ -288,12 +298,17 @@ func (t *table[S]) evict(n int, w *batchWriter) (int, error) {
 	return evicted, nil
 }
 
-// shrink drops a quarter of the cache; the dirty entries among them are
-// written to Badger in one batch. A failed write loses state: the error fails
-// the task, which restores from its last checkpoint.
+// shrink drops a quarter of the cache. The dirty entries among them are
+// encoded into one batch that Badger commits in the background while the task
+// goes on; until it has, they stay readable in their table's flushing set.
+// Only one batch is in flight: shrink first waits for the previous one. A
+// failed write loses state: the error fails the task, which restores from its
+// last checkpoint.
 func (st *badgerStore) shrink(c *core) error {
+	if err := st.settle(c); err != nil {
+		return err
+	}
 	w := &batchWriter{st: st, wb: st.db.NewWriteBatch()}
-	defer w.wb.Cancel()
 	need := c.entries - st.cacheEntries*3/4
 	for _, t := range c.order {
 		if need <= 0 {
@@ -301,20 +316,49 @@ func (st *badgerStore) shrink(c *core) error {
 		}
 		n, err := t.evict(need, w)
 		if err != nil {
+			w.wb.Cancel()
 			return err
 		}
 		need -= n
 	}
 	c.keySeq++ // handles must look their entries up again
-	if err := w.wb.Flush(); err != nil {
-		return fmt.Errorf("badger flush: %w", err)
-	}
-	st.rtxn.Discard()
-	st.rtxn = st.db.NewTransaction(false)
+	job := &flushJob{done: make(chan struct{})}
+	st.inflight = job
+	go func() {
+		defer close(job.done)
+		job.err = w.wb.Flush()
+	}()
 	return nil
 }
 
-func (st *badgerStore) dropAll() error {
+// flushJob is a batch being committed in the background.
+type flushJob struct {
+	done chan struct{}
+	err  error
+}
+
+// settle waits for the batch in flight, empties the flushing sets and renews
+// the owner's view of the store.
+func (st *badgerStore) settle(c *core) error {
+	job := st.inflight
+	if job == nil {
+		return nil
+	}
+	<-job.done
+	st.inflight = nil
+	for _, t := range c.order {
+		t.settled()
+	}
+	st.rtxn.Discard()
+	st.rtxn = st.db.NewTransaction(false)
+	if job.err != nil {
+		return fmt.Errorf("badger flush: %w", job.err)
+	}
+	return nil
+}
+
+func (st *badgerStore) dropAll(c *core) error {
+	_ = st.settle(c)
 	st.rtxn.Discard()
 	err := st.db.DropAll()
 	st.rtxn = st.db.NewTransaction(false)
@@ -323,6 +367,9 @@ func (st *badgerStore) dropAll() error {
 
 // restoreFile writes a snapshot file's rows in range straight into Badger.
 func (st *badgerStore) restoreFile(ctx context.Context, c *core, fr *fileReader) error {
+	if err := st.settle(c); err != nil {
+		return err
+	}
 	rng := c.cfg.KeyGroups
 	now := c.nowNanos()
 	w := &batchWriter{st: st, wb: st.db.NewWriteBatch()}

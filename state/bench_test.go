@@ -195,7 +195,10 @@ func BenchmarkBig10M(b *testing.B) {
 	if os.Getenv("SLUICE_BENCH_BIG") == "" || testing.Short() {
 		b.Skip("set SLUICE_BENCH_BIG=1 to run the 10M-key benchmark")
 	}
-	const nKeys = 10_000_000
+	nKeys, cache := 10_000_000, 1_000_000
+	if n, err := strconv.Atoi(os.Getenv("SLUICE_BENCH_BIG_KEYS")); err == nil && n > 0 {
+		nKeys, cache = n, n/10 // a smaller run with the same proportions
+	}
 	const nOps = 3_000_000
 	rng := rand.New(rand.NewPCG(9, 10))
 	uniform := make([]int32, nOps)
@@ -203,17 +206,17 @@ func BenchmarkBig10M(b *testing.B) {
 		uniform[i] = int32(rng.IntN(nKeys))
 	}
 	zipf := make([]int32, nOps)
-	z := rand.NewZipf(rng, 1.1, 1, nKeys-1)
+	z := rand.NewZipf(rng, 1.1, 1, uint64(nKeys-1))
 	for i := range zipf {
 		// scatter the hot keys over the key space
-		zipf[i] = int32((z.Uint64() * 2654435761) % nKeys)
+		zipf[i] = int32((z.Uint64() * 2654435761) % uint64(nKeys))
 	}
 	var buf []byte
 	keyOf := func(k int32) []byte {
 		buf = strconv.AppendInt(append(buf[:0], "user-"...), int64(k), 10)
 		return buf
 	}
-	bdg := openBadger(b, 1_000_000)
+	bdg := openBadger(b, cache)
 	v, err := state.NewValue[int64](bdg, "count")
 	require.NoError(b, err)
 	run := func(order []int32) float64 {
@@ -232,7 +235,7 @@ func BenchmarkBig10M(b *testing.B) {
 		return float64(len(order)) / time.Since(t0).Seconds()
 	}
 	t0 := time.Now()
-	for k := int32(0); k < nKeys; k++ {
+	for k := int32(0); k < int32(nKeys); k++ {
 		key := keyOf(k)
 		bdg.SetCurrentKey(keygroup.Of(key, maxPar), key)
 		require.NoError(b, v.Update(0))
@@ -247,7 +250,7 @@ func BenchmarkBig10M(b *testing.B) {
 	require.NoError(b, bdg.Close())
 
 	m := make(map[string]int64, nKeys)
-	for k := int32(0); k < nKeys; k++ {
+	for k := int32(0); k < int32(nKeys); k++ {
 		m[string(keyOf(k))] = 0
 	}
 	mapRun := func(order []int32) float64 {

@@ -235,6 +235,13 @@ func writeEntry[S any](rw *rowWriter, idx int, ops valueOps[S], e *entry[S]) err
 func (t *table[S]) captureFull(now int64) snapPart {
 	p := &fullPart[S]{ops: t.ops}
 	if t.c.store != nil {
+		// Dirty entries override the store, and so do evicted ones whose batch
+		// may not be committed when the snapshot's transaction opens.
+		for _, e := range t.flushing {
+			if _, ok := t.m[e.key]; !ok {
+				p.entries = append(p.entries, e)
+			}
+		}
 		for _, e := range t.m {
 			if e.dirty {
 				p.entries = append(p.entries, e)
@@ -309,6 +316,9 @@ func (t *table[S]) captureDelta() snapPart {
 	p := &deltaPart[S]{ops: t.ops, bname: t.bname}
 	for key, kg := range t.changed {
 		e := t.m[key]
+		if e == nil {
+			e = t.flushing[key]
+		}
 		switch {
 		case e == nil && t.c.store != nil:
 			p.fromStore = append(p.fromStore, keyRef{key, kg})
@@ -498,6 +508,6 @@ func (c *core) wipe() {
 	c.pending = map[string]*rawState{}
 	c.known = map[string]kind{}
 	if c.store != nil {
-		_ = c.store.dropAll()
+		_ = c.store.dropAll(c)
 	}
 }

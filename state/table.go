@@ -76,8 +76,10 @@ type tableAny interface {
 	endEpoch(track bool)
 	// applyRow applies one restored row (heap, or decoding pending rows).
 	applyRow(op byte, kg uint16, key string, ts int64, payload []byte) error
-	// evict drops up to n cache entries, writing dirty ones to w (badger).
+	// evict drops up to n cache entries, writing dirty ones to w and keeping
+	// them in the flushing set until settled (badger).
 	evict(n int, w *batchWriter) (int, error)
+	settled()
 	changedLen() int
 }
 
@@ -91,13 +93,14 @@ type tableMeta struct {
 
 type table[S any] struct {
 	tableMeta
-	c       *core
-	ops     valueOps[S]
-	m       map[string]*entry[S]
-	changed map[string]uint16 // key -> key group, keys changed in this epoch
-	seq     uint64            // c.keySeq when cur was looked up
-	cur     *entry[S]
-	bname   []byte // badger: encoded state name
+	c        *core
+	ops      valueOps[S]
+	m        map[string]*entry[S]
+	flushing map[string]*entry[S] // badger: evicted, in the batch being committed
+	changed  map[string]uint16    // key -> key group, keys changed in this epoch
+	seq      uint64               // c.keySeq when cur was looked up
+	cur      *entry[S]
+	bname    []byte // badger: encoded state name
 }
 
 func (t *table[S]) meta() *tableMeta { return &t.tableMeta }
@@ -105,11 +108,18 @@ func (t *table[S]) meta() *tableMeta { return &t.tableMeta }
 func (t *table[S]) reset() {
 	t.c.entries -= len(t.m)
 	t.m = map[string]*entry[S]{}
+	t.flushing = map[string]*entry[S]{}
 	t.changed = map[string]uint16{}
 	t.seq, t.cur = math.MaxUint64, nil
 }
 
 func (t *table[S]) changedLen() int { return len(t.changed) }
+
+func (t *table[S]) settled() {
+	if len(t.flushing) > 0 {
+		t.flushing = map[string]*entry[S]{}
+	}
+}
 
 // current returns the cached entry of the current key, or nil (heap: absent).
 func (t *table[S]) current() (*entry[S], error) {
