@@ -63,13 +63,16 @@ func (typed[T]) newWriter(targets []target, e *edge, maxP, batch int, t *task) (
 			return kg * n / maxP
 		}
 	default: // rebalance (forward and single targets never call the partitioner)
+		// Round-robin, starting at the producer's own index so that the
+		// spread is deterministic and producers do not all start on target 0.
 		next := t.subtask
 		part = func(_ record[T], n int) int {
-			next++
 			if next >= n {
-				next = 0
+				next %= n
 			}
-			return next
+			i := next
+			next++
+			return i
 		}
 	}
 	w := exchange.NewWriter(ts, part, e.part == partBroadcast, batch)
