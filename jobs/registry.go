@@ -1,0 +1,139 @@
+// Package jobs is the registry of named jobs that jobrunner can start.
+//
+// A job registers itself by name from an init function, like a database/sql
+// driver:
+//
+//	func init() {
+//		jobs.Register(jobs.Definition{Name: "viewcount", Description: "...", Build: build})
+//	}
+//
+// A program includes a job by importing its package (for its side effect), and
+// passes the registry to the CLI entry point in package jobs/cli: that is all a
+// user's own jobrunner binary needs. NewRegistry makes an isolated registry for
+// tests.
+package jobs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/sluicedata/sluice/dataflow"
+)
+
+// ErrUnknownJob is returned by Lookup for a name nobody registered.
+var ErrUnknownJob = errors.New("jobs: unknown job")
+
+// Definition describes a job that can be built by name.
+type Definition struct {
+	// Name is what users type: jobrunner run NAME.
+	Name string
+	// Description is one line shown by `jobrunner jobs`.
+	Description string
+	// Params documents the parameters the job reads from Config.Params, with
+	// their defaults.
+	Params []Param
+	// Build makes the job. It must not start anything: the runner runs it.
+	Build func(cfg Config) (*dataflow.Job, error)
+}
+
+// Param is one documented job parameter.
+type Param struct {
+	Name, Default, Usage string
+}
+
+// Config is what the runner passes to Build.
+type Config struct {
+	// Job is the dataflow configuration (parallelism and the rest).
+	Job dataflow.Config
+	// Params are job-specific settings given as name=value.
+	Params map[string]string
+	// Output is where jobs that print results write them.
+	Output io.Writer
+}
+
+// Int reads parameter name as an integer, or def if it is unset.
+func (c Config) Int(name string, def int64) (int64, error) {
+	s, ok := c.Params[name]
+	if !ok {
+		return def, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parameter %s=%q: not an integer", name, s)
+	}
+	return v, nil
+}
+
+// Float reads parameter name as a number, or def if it is unset.
+func (c Config) Float(name string, def float64) (float64, error) {
+	s, ok := c.Params[name]
+	if !ok {
+		return def, nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parameter %s=%q: not a number", name, s)
+	}
+	return v, nil
+}
+
+// Registry holds job definitions by name. It is safe for concurrent use.
+type Registry struct {
+	mu   sync.RWMutex
+	defs map[string]Definition
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{defs: map[string]Definition{}} }
+
+// Default is the registry that Register adds to.
+var Default = NewRegistry()
+
+// Register adds d to the Default registry. It panics if d has no name or
+// builder, or if the name is taken: both are programming errors.
+func Register(d Definition) { Default.Register(d) }
+
+// Register adds d to r, with the same rules as the package-level Register.
+func (r *Registry) Register(d Definition) {
+	if d.Name == "" || d.Build == nil {
+		panic("jobs: Register needs a name and a Build function")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.defs[d.Name]; dup {
+		panic("jobs: Register called twice for job " + d.Name)
+	}
+	r.defs[d.Name] = d
+}
+
+// Lookup returns the definition registered as name.
+func (r *Registry) Lookup(name string) (Definition, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	d, ok := r.defs[name]
+	if !ok {
+		names := make([]string, 0, len(r.defs))
+		for n := range r.defs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return Definition{}, fmt.Errorf("%w %q (registered: %v)", ErrUnknownJob, name, names)
+	}
+	return d, nil
+}
+
+// All returns every definition, sorted by name.
+func (r *Registry) All() []Definition {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]Definition, 0, len(r.defs))
+	for _, d := range r.defs {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
