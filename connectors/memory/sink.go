@@ -100,24 +100,22 @@ func (o *collectOp[T]) flush() {
 func (o *collectOp[T]) Finish(context.Context) error { o.flush(); return nil }
 
 // Print ends in with a sink that writes each record as a line "name:subtask> value"
-// to w (os.Stdout if nil), like Flink's print(). Lines of concurrent subtasks do
-// not interleave within a line.
+// to w (os.Stdout if nil), like Flink's print(). Writes of all print sinks are
+// serialised, so several sinks and subtasks can share one writer and lines never
+// interleave. It is meant for demos and debugging, not for volume.
 func Print[T any](in dataflow.Stream[T], name string, w io.Writer, opts ...dataflow.Option) {
 	if w == nil {
 		w = os.Stdout
 	}
-	lw := &lockedWriter{w: w}
-	dataflow.AddSink(in, name, func() dataflow.Operator[T] { return &printOp[T]{w: lw, name: name} }, opts...)
+	dataflow.AddSink(in, name, func() dataflow.Operator[T] { return &printOp[T]{w: w, name: name} }, opts...)
 }
 
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
+// printMu serialises the writes of every print sink: they often share a writer.
+var printMu sync.Mutex
 
 type printOp[T any] struct {
 	dataflow.OperatorBase
-	w      *lockedWriter
+	w      io.Writer
 	name   string
 	prefix string
 	buf    []byte
@@ -133,9 +131,9 @@ func (o *printOp[T]) Open(_ context.Context, oc *dataflow.OperatorContext) error
 
 func (o *printOp[T]) Process(v T, _ dataflow.Timestamp) error {
 	o.buf = fmt.Appendf(o.buf[:0], "%s%+v\n", o.prefix, v)
-	o.w.mu.Lock()
-	_, err := o.w.w.Write(o.buf)
-	o.w.mu.Unlock()
+	printMu.Lock()
+	_, err := o.w.Write(o.buf)
+	printMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("memory: print sink %q: %w", o.name, err)
 	}
