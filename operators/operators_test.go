@@ -93,8 +93,8 @@ func TestCountAndSum(t *testing.T) {
 	counts := memory.Collect(operators.Aggregate(ks, "count", operators.Count[string]()), "counts")
 	lens := memory.Collect(operators.Aggregate(ks, "length", operators.Sum(func(s string) int { return len(s) })), "lengths")
 	run(t, job)
-	require.Equal(t, []dataflow.KV[string, int64]{{"a", 1}, {"bb", 1}, {"a", 2}, {"ccc", 1}}, counts.Values())
-	require.Equal(t, []dataflow.KV[string, int]{{"a", 1}, {"bb", 2}, {"a", 2}, {"ccc", 3}}, lens.Values())
+	require.Equal(t, []dataflow.KV[string, int64]{{Key: "a", Value: 1}, {Key: "bb", Value: 1}, {Key: "a", Value: 2}, {Key: "ccc", Value: 1}}, counts.Values())
+	require.Equal(t, []dataflow.KV[string, int]{{Key: "a", Value: 1}, {Key: "bb", Value: 2}, {Key: "a", Value: 2}, {Key: "ccc", Value: 3}}, lens.Values())
 	f := operators.Count[int]()
 	require.Equal(t, int64(5), f.Merge(2, 3))
 }
