@@ -66,7 +66,8 @@ func (c *Config) Validate() error {
 // NewList, NewMap, NewReducing and NewAggregating.
 type Backend interface {
 	// SetCurrentKey scopes every handle to the key, of key group keyGroup, until
-	// the next call. key is copied; the caller may reuse its buffer.
+	// the next call. The caller may reuse key's buffer after the next call (the
+	// backend copies a key when it stores it), not before.
 	SetCurrentKey(keyGroup int, key []byte)
 	// Snapshot captures the state synchronously and cheaply (copy-on-write);
 	// the returned Snapshot is written later, possibly on another goroutine,
@@ -147,7 +148,7 @@ func newCore(cfg Config) (*core, error) {
 func (c *core) base() *core { return c }
 
 func (c *core) SetCurrentKey(keyGroup int, key []byte) {
-	c.key = append(c.key[:0], key...)
+	c.key = key // valid until the next call: copied only when an entry is created
 	c.kg = uint16(keyGroup)
 	c.keySeq++
 	c.used = true

@@ -179,7 +179,8 @@ func (t *table[S]) load() (*entry[S], error) {
 	if f := t.flushing[string(c.key)]; f != nil {
 		// Evicted and not committed yet: take it back (a copy, as a snapshot
 		// may hold f), clean since the batch in flight writes it.
-		e := &entry[S]{key: f.key, kg: f.kg, v: t.ops.clone(f.v), ts: f.ts, absent: f.absent, ver: c.epoch}
+		e := &entry[S]{kg: f.kg, v: t.ops.clone(f.v), ts: f.ts, absent: f.absent, ver: c.epoch}
+		e.setKeyString(f.key)
 		t.m[e.key] = e
 		c.entries++
 		return e, nil
@@ -198,7 +199,7 @@ func (t *table[S]) load() (*entry[S], error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: load: %v", ErrCodec, err)
 	}
-	e.key = string(c.key)
+	e.setKey(c.key)
 	t.m[e.key] = e
 	c.entries++
 	return e, nil

@@ -10,8 +10,9 @@
 // In its open step the operator declares its states by name with the generic
 // functions NewValue, NewList, NewMap, NewReducing and NewAggregating. Before
 // each record or timer the runtime calls SetCurrentKey(keyGroup, encodedKey);
-// every handle then reads and writes the state of that key only. The key is
-// copied, so the runtime may reuse its buffer. Using a handle before any
+// every handle then reads and writes the state of that key only. The key's
+// bytes must not change until the next SetCurrentKey; after it the runtime may
+// reuse its buffer (the backend copies a key when it stores it). Using a handle before any
 // SetCurrentKey (state used outside a keyed operator) fails with
 // ErrNoCurrentKey; a key group outside the backend's range with
 // ErrKeyGroupOutOfRange.

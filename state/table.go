@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"time"
+	"unsafe"
 )
 
 type kind uint8
@@ -44,10 +45,33 @@ type entry[S any] struct {
 	kg     uint16
 	absent bool // badger only: known to be absent, or deleted and not yet flushed
 
+	// kbuf holds a short key inline so that the key the map compares and the
+	// entry share one allocation (and cache line): one memory access less per lookup.
+	kbuf [24]byte
+
 	dirty bool   // badger only: differs from the store
 	ref   bool   // badger only: used since the last eviction sweep
 	ver   uint32 // epoch this object was created in (copy-on-write)
 	chg   uint32 // epoch in which the key was last recorded as changed
+}
+
+// setKey sets e.key to a copy of k, inline in kbuf when it fits.
+func (e *entry[S]) setKey(k []byte) {
+	if len(k) > len(e.kbuf) {
+		e.key = string(k)
+		return
+	}
+	n := copy(e.kbuf[:], k)
+	e.key = unsafe.String(&e.kbuf[0], n)
+}
+
+func (e *entry[S]) setKeyString(k string) {
+	if len(k) > len(e.kbuf) {
+		e.key = k
+		return
+	}
+	n := copy(e.kbuf[:], k)
+	e.key = unsafe.String(&e.kbuf[0], n)
 }
 
 // valueOps turns a state's stored value S into snapshot/store payloads and back.
@@ -178,6 +202,7 @@ func (t *table[S]) writable(e *entry[S]) *entry[S] {
 		*ne = *e
 		ne.v = t.ops.clone(e.v)
 		ne.ver = c.epoch
+		ne.setKeyString(e.key) // the map takes the new key, so e can be freed
 		t.m[ne.key] = ne
 		if t.cur == e {
 			t.cur = ne
@@ -203,7 +228,8 @@ func (t *table[S]) forWrite() (*entry[S], error) {
 	}
 	c := t.c
 	if e == nil {
-		e = &entry[S]{key: string(c.key), kg: c.kg, ver: c.epoch, chg: c.epoch, dirty: true}
+		e = &entry[S]{kg: c.kg, ver: c.epoch, chg: c.epoch, dirty: true}
+		e.setKey(c.key)
 		t.m[e.key] = e
 		c.entries++
 		if c.tracking {
