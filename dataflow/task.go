@@ -45,8 +45,6 @@ type task struct {
 	ended  []bool
 	nEnded int
 	wm     Timestamp
-
-	recordsIn int64
 }
 
 type opSlot struct {

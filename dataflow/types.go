@@ -137,8 +137,6 @@ func (a writerAdapter[T]) Pending() int { return a.w.Pending() }
 type input interface {
 	// poll handles one message if one is ready and reports whether it did.
 	poll(t *task) bool
-	block(ch int)
-	unblockAll()
 }
 
 type gateInput[T any] struct {
@@ -161,10 +159,6 @@ func (g *gateInput[T]) poll(t *task) bool {
 		r := &m.Records[i]
 		head.Collect(r.v, r.ts)
 	}
-	t.recordsIn += int64(len(m.Records))
 	g.gate.Recycle(ch, m.Records)
 	return true
 }
-
-func (g *gateInput[T]) block(ch int) { g.gate.Block(ch - g.base) }
-func (g *gateInput[T]) unblockAll()  { g.gate.UnblockAll() }
