@@ -20,7 +20,12 @@ type Codec[T any] interface {
 // Msgpack returns the default codec, msgpack via github.com/vmihailenco/msgpack/v5.
 // Exported struct fields are encoded by name, so fields can be added and
 // removed between versions of a job.
-func Msgpack[T any]() Codec[T] { return msgpackCodec[T]{} }
+func Msgpack[T any]() Codec[T] {
+	if c, ok := fastMsgpack[T](); ok {
+		return c
+	}
+	return msgpackCodec[T]{}
+}
 
 type msgpackCodec[T any] struct{}
 
