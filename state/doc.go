@@ -30,9 +30,13 @@
 //
 // The Badger backend keeps a write-back cache of decoded entries in front of
 // Badger (BadgerConfig.CacheEntries, over all states of the backend). Reads of
-// uncached keys go to Badger; when the cache is full, all dirty entries are
-// written in one batch and a quarter of the cache is dropped, so memory stays
-// bounded and no record causes a Badger transaction of its own. Badger is
+// uncached keys go to Badger; when the cache is full, a quarter of it is
+// dropped (CLOCK: recently used entries get a second chance) and the dirty
+// entries among those are written in one batch that Badger commits in the
+// background. Memory stays bounded and no record causes a Badger transaction of
+// its own. Snapshots read the cache and a Badger transaction, so they do not
+// flush it. A failed background write fails the next handle operation that
+// makes room in the cache. Badger is
 // scratch space: the directory is wiped when the backend opens, and state
 // comes back only through Restore. Its keys are
 // [operator uid][key group][state name][key][map key], so key groups are
@@ -75,6 +79,20 @@
 // follow its chain with ErrBadChain, another operator's snapshot with
 // ErrWrongOperator, overlapping chains with ErrRestoreOverlap. A failed
 // restore leaves the backend empty, never half restored.
+//
+// # Wiring into a runtime
+//
+// Per keyed operator subtask: create the backend with
+// Config{OperatorUID: uid, KeyGroups: keygroup.RangeFor(subtask, parallelism,
+// maxParallelism), MaxParallelism: maxParallelism}; Restore it from the
+// checkpoint if there is one; call the user's open step, which declares
+// states; then, per record or timer, encode the key with keygroup.EncoderFor
+// into a reused buffer, compute keygroup.Of(buf, maxParallelism) (the same
+// key group the hash exchange routed by) and call SetCurrentKey. At a
+// checkpoint barrier call Snapshot on the task goroutine and hand the
+// *Snapshot to the goroutine that writes checkpoint storage. A non-keyed
+// operator has no backend: declaring state on a nil Backend fails with
+// ErrNoCurrentKey.
 //
 // # Concurrency
 //
