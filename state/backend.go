@@ -118,6 +118,9 @@ type core struct {
 	lineage  uint64
 	count    int // snapshots since the last base
 
+	changedCount int // keys recorded as changed since the last snapshot
+	maxChanged   int // 0: unlimited
+
 	// heap: restored rows of states not declared yet (decoded at declaration).
 	pending map[string]*rawState
 	// badger: the store, and kinds of restored states not declared yet.
@@ -146,6 +149,15 @@ func newCore(cfg Config) (*core, error) {
 }
 
 func (c *core) base() *core { return c }
+
+// stopTracking drops the changed-key sets; the next snapshot is a full base.
+func (c *core) stopTracking() {
+	c.tracking = false
+	c.changedCount = 0
+	for _, t := range c.order {
+		t.endEpoch(false)
+	}
+}
 
 func (c *core) SetCurrentKey(keyGroup int, key []byte) {
 	c.key = key // valid until the next call: copied only when an entry is created

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"strings"
 	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
@@ -21,8 +22,9 @@ type BadgerConfig struct {
 	// Badger in one batch and a quarter of the cache is dropped.
 	CacheEntries int
 	// MaxDeltaKeys: when more keys than this changed since the last snapshot,
-	// the next snapshot is a full base (a delta would not be cheaper).
-	// 0 means 4*CacheEntries.
+	// the backend stops tracking them and the next snapshot is a full base (a
+	// delta would not be cheaper, and the set of changed keys would outgrow the
+	// cache bound). 0 means CacheEntries.
 	MaxDeltaKeys int
 	// MemTableSize sizes Badger's memtables (bytes). BlockCacheSize is Badger's
 	// block cache; 0 (the default) reads blocks straight from the memory-mapped
@@ -49,7 +51,7 @@ func (bc *BadgerConfig) Validate() error {
 		bc.CacheEntries = d.CacheEntries
 	}
 	if bc.MaxDeltaKeys == 0 {
-		bc.MaxDeltaKeys = 4 * bc.CacheEntries
+		bc.MaxDeltaKeys = bc.CacheEntries
 	}
 	if bc.MemTableSize == 0 {
 		bc.MemTableSize = d.MemTableSize
@@ -61,7 +63,6 @@ type badgerStore struct {
 	db           *badger.DB
 	prefix       []byte // length-prefixed operator uid
 	cacheEntries int
-	maxDeltaKeys int
 	rtxn         *badger.Txn // the owner's view of the store, renewed after each flush
 	inflight     *flushJob   // the batch being committed, if any
 	kbuf         []byte
@@ -102,11 +103,11 @@ func NewBadger(cfg Config, bc BadgerConfig) (Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: badger: open %s: %w", bc.Dir, err)
 	}
+	c.maxChanged = bc.MaxDeltaKeys
 	c.store = &badgerStore{
 		db:           db,
 		prefix:       appendLenPrefixed(nil, []byte(c.cfg.OperatorUID)),
 		cacheEntries: bc.CacheEntries,
-		maxDeltaKeys: bc.MaxDeltaKeys,
 		rtxn:         db.NewTransaction(false),
 	}
 	return badgerBackend{c}, nil
@@ -290,6 +291,11 @@ func (t *table[S]) evict(n int, w *batchWriter) (int, error) {
 					return evicted, err
 				}
 				t.flushing[k] = e
+			}
+			if kg, ok := t.changed[k]; ok && len(k) <= len(e.kbuf) {
+				// k points into e: keep a copy, not the whole evicted entry.
+				delete(t.changed, k)
+				t.changed[strings.Clone(k)] = kg
 			}
 			delete(t.m, k)
 			evicted++

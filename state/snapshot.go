@@ -103,13 +103,6 @@ func (c *core) Snapshot(checkpointID int64, opts SnapshotOptions) (*Snapshot, er
 		return nil, c.errf("", fmt.Errorf("%w: checkpoint id %d not after %d", ErrInvalidConfig, checkpointID, c.lastID))
 	}
 	full := opts.Full || !c.haveBase || !c.tracking || c.count+1 >= c.cfg.FullEvery
-	if !full && c.store != nil {
-		n := 0
-		for _, t := range c.order {
-			n += t.changedLen()
-		}
-		full = n > c.store.maxDeltaKeys
-	}
 	s := &Snapshot{
 		hdr: header{
 			full: full, id: checkpointID, maxPar: c.cfg.MaxParallelism,
@@ -164,7 +157,7 @@ func (c *core) Snapshot(checkpointID int64, opts SnapshotOptions) (*Snapshot, er
 		t.endEpoch(true)
 	}
 	c.epoch++
-	c.tracking, c.haveBase, c.lastID = true, true, checkpointID
+	c.tracking, c.haveBase, c.lastID, c.changedCount = true, true, checkpointID, 0
 	if full {
 		c.lineage, c.count = s.hdr.lineage, 0
 	} else {

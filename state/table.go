@@ -104,7 +104,6 @@ type tableAny interface {
 	// them in the flushing set until settled (badger).
 	evict(n int, w *batchWriter) (int, error)
 	settled()
-	changedLen() int
 }
 
 type tableMeta struct {
@@ -136,8 +135,6 @@ func (t *table[S]) reset() {
 	t.changed = map[string]uint16{}
 	t.seq, t.cur = math.MaxUint64, nil
 }
-
-func (t *table[S]) changedLen() int { return len(t.changed) }
 
 func (t *table[S]) settled() {
 	if len(t.flushing) > 0 {
@@ -211,12 +208,28 @@ func (t *table[S]) writable(e *entry[S]) *entry[S] {
 	}
 	if e.chg != c.epoch {
 		e.chg = c.epoch
-		if c.tracking {
-			t.changed[e.key] = e.kg
-		}
+		t.markChanged(e.key, e.kg)
 	}
 	e.dirty = true
 	return e
+}
+
+// markChanged records key for the next delta. Past the core's limit of
+// changed keys, tracking stops and the next snapshot is a full base: a delta
+// would not be cheaper, and the set would hold memory the cache bound does not.
+func (t *table[S]) markChanged(key string, kg uint16) {
+	c := t.c
+	if !c.tracking {
+		return
+	}
+	n := len(t.changed)
+	t.changed[key] = kg
+	if len(t.changed) > n {
+		c.changedCount++
+		if c.maxChanged > 0 && c.changedCount > c.maxChanged {
+			c.stopTracking()
+		}
+	}
 }
 
 // forWrite returns a writable entry for the current key, creating it if needed.
@@ -232,9 +245,7 @@ func (t *table[S]) forWrite() (*entry[S], error) {
 		e.setKey(c.key)
 		t.m[e.key] = e
 		c.entries++
-		if c.tracking {
-			t.changed[e.key] = e.kg
-		}
+		t.markChanged(e.key, e.kg)
 		t.cur = e
 		return e, nil
 	}
@@ -266,9 +277,7 @@ func (t *table[S]) remove(e *entry[S]) {
 		if t.cur == e {
 			t.cur = nil
 		}
-		if c.tracking {
-			t.changed[e.key] = e.kg
-		}
+		t.markChanged(e.key, e.kg)
 		return
 	}
 	e = t.writable(e)
