@@ -770,3 +770,38 @@ func TestClosed(t *testing.T) {
 		require.ErrorIs(t, err, state.ErrClosed)
 	})
 }
+
+type bag struct{ Items map[string]int }
+
+// bagAgg changes its accumulator in place, as aggregate functions over maps do.
+type bagAgg struct{}
+
+func (bagAgg) CreateAccumulator() *bag { return &bag{Items: map[string]int{}} }
+func (bagAgg) Add(acc *bag, in string) *bag {
+	acc.Items[in]++
+	return acc
+}
+func (bagAgg) Result(acc *bag) int { return len(acc.Items) }
+
+func TestInPlaceAccumulatorKeepsSnapshot(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backendKind) {
+		clk := newClock()
+		b := bk.open(t, cfgFor(0, 1, clk))
+		agg := must(state.NewAggregating[string, *bag, int](b, "bag", bagAgg{}))(t)
+		setKey(b, "k")
+		require.NoError(t, agg.Add("a"))
+		s := must(b.Snapshot(1, state.SnapshotOptions{}))(t)
+		require.NoError(t, agg.Add("b")) // after the capture, before the write
+		var buf bytes.Buffer
+		_, err := s.Write(context.Background(), &buf)
+		require.NoError(t, err)
+
+		b2 := bk.open(t, cfgFor(0, 1, clk))
+		agg2 := must(state.NewAggregating[string, *bag, int](b2, "bag", bagAgg{}))(t)
+		require.NoError(t, b2.Restore(context.Background(), chain(buf.Bytes())))
+		setKey(b2, "k")
+		n, ok := get(agg2.Get())(t)
+		require.True(t, ok)
+		require.Equal(t, 1, n, "the snapshot holds the state at its capture")
+	})
+}

@@ -26,6 +26,8 @@
 //
 // Values passed to and returned by handles belong to the backend: do not
 // modify a value after Update, or one returned by Get (List.Get returns a copy).
+// Reduce and aggregate functions may change their accumulator in place: when
+// a snapshot may still read it, the backend gives them a copy first.
 // The heap backend keeps them as typed Go values and never encodes on access.
 //
 // The Badger backend keeps a write-back cache of decoded entries in front of

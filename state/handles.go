@@ -316,11 +316,37 @@ func (a *aggregating[In, Acc, Out]) get() (Out, bool, error) {
 func (a *aggregating[In, Acc, Out]) clear() error { return a.t.clear() }
 
 // plainOps stores a value with its codec as is.
-type plainOps[T any] struct{ c Codec[T] }
+type plainOps[T any] struct {
+	c Codec[T]
+	// deep: T holds references (pointers, slices, maps, interfaces), which
+	// reduce and aggregate functions may change in place; copy-on-write then
+	// copies the value through the codec so a snapshot's copy stays intact.
+	deep bool
+}
 
 func plainOpsFor[T any](o *declOptions) (valueOps[T], error) {
 	c, err := codecFor[T](o)
-	return plainOps[T]{c}, err
+	return plainOps[T]{c: c, deep: hasRefs(typeOf[T](), map[reflect.Type]bool{})}, err
+}
+
+func hasRefs(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Map, reflect.Interface, reflect.Chan, reflect.Func, reflect.UnsafePointer:
+		return true
+	case reflect.Array:
+		return hasRefs(t.Elem(), seen)
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			if hasRefs(t.Field(i).Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (plainOps[T]) isMap() bool                                      { return false }
@@ -328,7 +354,20 @@ func (p plainOps[T]) encode(dst []byte, v T) ([]byte, error)         { return p.
 func (p plainOps[T]) decode(b []byte) (T, error)                     { return p.c.Decode(b) }
 func (plainOps[T]) mapRows(T, []byte, func(_, _ []byte) error) error { return nil }
 func (plainOps[T]) mapAdd(*T, []byte) error                          { return errNotMap }
-func (plainOps[T]) clone(v T) T                                      { return v }
+func (p plainOps[T]) clone(v T) T {
+	if !p.deep {
+		return v
+	}
+	b, err := p.c.Append(nil, v)
+	if err != nil {
+		return v // it will fail to encode in the snapshot too, with an error
+	}
+	c, err := p.c.Decode(b)
+	if err != nil {
+		return v
+	}
+	return c
+}
 
 var errNotMap = fmt.Errorf("%w: map row for a non-map state", ErrCorrupt)
 
