@@ -98,13 +98,14 @@ type Chain []io.Reader
 // core is what both backends share: the current key, the declared states and
 // the snapshot bookkeeping. A backend is single-goroutine, so nothing here is locked.
 type core struct {
-	cfg    Config
-	now    func() time.Time
-	key    []byte
-	kg     uint16
-	keyErr error
-	keySeq uint64 // bumped on every SetCurrentKey and cache eviction; handles cache lookups per seq
-	used   bool
+	cfg       Config
+	now       func() time.Time
+	realClock bool // time.Now: Badger may expire TTL rows itself
+	key       []byte
+	kg        uint16
+	keyErr    error
+	keySeq    uint64 // bumped on every SetCurrentKey and cache eviction; handles cache lookups per seq
+	used      bool
 
 	states map[string]tableAny
 	order  []tableAny
@@ -133,18 +134,20 @@ type core struct {
 }
 
 func newCore(cfg Config) (*core, error) {
+	realClock := cfg.Clock == nil
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	return &core{
-		cfg:     cfg,
-		now:     cfg.Clock,
-		keyErr:  ErrNoCurrentKey,
-		keySeq:  1,
-		states:  map[string]tableAny{},
-		epoch:   1,
-		pending: map[string]*rawState{},
-		known:   map[string]kind{},
+		realClock: realClock,
+		cfg:       cfg,
+		now:       cfg.Clock,
+		keyErr:    ErrNoCurrentKey,
+		keySeq:    1,
+		states:    map[string]tableAny{},
+		epoch:     1,
+		pending:   map[string]*rawState{},
+		known:     map[string]kind{},
 	}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
@@ -242,7 +243,13 @@ func (t *table[S]) flushEntry(w *batchWriter, e *entry[S]) error {
 			if w.pb, err = t.ops.encode(w.pb[:0], e.v); err != nil {
 				return fmt.Errorf("state %q: %w: %v", t.name, ErrCodec, err)
 			}
-			err = w.wb.Set(w.alloc(kb), w.value(e.ts, w.pb))
+			be := badger.NewEntry(w.alloc(kb), w.value(e.ts, w.pb))
+			if t.ttl > 0 && t.c.realClock {
+				// Let compaction drop the row once expired (1s after, as
+				// Badger counts in seconds); reads check the TTL themselves.
+				be.ExpiresAt = uint64((e.ts+t.ttl)/int64(time.Second)) + 1
+			}
+			err = w.wb.SetEntry(be)
 		}
 		if err != nil {
 			return err

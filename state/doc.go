@@ -49,8 +49,9 @@
 // WithTTL(d, OnWrite) makes a key's value expire d after its last write;
 // WithTTL(d, OnReadAndWrite) after its last read or write. Time comes from
 // Config.Clock. An expired value is never returned: it is deleted when next
-// accessed, swept (heap) or skipped (Badger) by full snapshots, and dropped
-// on restore. The timestamps are part of snapshots, so TTL keeps counting
+// accessed, swept (heap) or skipped (Badger) by full snapshots, dropped on
+// restore, and, with the real clock, dropped by Badger's compaction (rows carry
+// their expiry). The timestamps are part of snapshots, so TTL keeps counting
 // across restores. TTL covers a key's whole value: a list, or a whole map (any
 // write to the map refreshes it).
 //

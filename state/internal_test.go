@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -109,4 +110,26 @@ func FuzzRestore(f *testing.F) {
 		}
 		require.NoError(t, r.Close())
 	})
+}
+
+// With the real clock, Badger rows carry their expiry so compaction drops them.
+func TestBadgerRowsExpireInBadger(t *testing.T) {
+	bc := DefaultBadgerConfig(t.TempDir())
+	bc.CacheEntries = 1
+	b, err := NewBadger(testConfig(), bc)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, b.Close()) }()
+	v, err := NewValue[int](b, "v", WithTTL(time.Hour, OnWrite))
+	require.NoError(t, err)
+	for i := range 3 {
+		k := []byte(fmt.Sprint(i))
+		b.SetCurrentKey(keygroup.Of(k, 128), k)
+		require.NoError(t, v.Update(i))
+	}
+	st := b.base().store
+	require.NoError(t, st.settle(b.base()))
+	k := []byte("0")
+	item, err := st.rtxn.Get(st.appendKey(nil, uint16(keygroup.Of(k, 128)), appendLenPrefixed(nil, []byte("v")), k))
+	require.NoError(t, err)
+	require.InDelta(t, time.Now().Add(time.Hour).Unix(), int64(item.ExpiresAt()), 2)
 }
