@@ -36,7 +36,7 @@ func (v *Value[T]) Get() (T, bool, error) {
 
 // Update sets the current key's value. x must not be modified afterwards.
 func (v *Value[T]) Update(x T) error {
-	e, err := v.t.forWrite()
+	e, err := v.t.forWrite(false)
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func (l *List[T]) Add(x ...T) error {
 	if _, err := l.t.read(); err != nil { // expire an old list before appending
 		return err
 	}
-	e, err := l.t.forWrite()
+	e, err := l.t.forWrite(true)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func (l *List[T]) Update(xs []T) error {
 	if len(xs) == 0 {
 		return l.t.clear()
 	}
-	e, err := l.t.forWrite()
+	e, err := l.t.forWrite(false)
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func (m *Map[K, V]) Put(k K, v V) error {
 	if _, err := m.t.read(); err != nil {
 		return err
 	}
-	e, err := m.t.forWrite()
+	e, err := m.t.forWrite(true)
 	if err != nil {
 		return err
 	}
@@ -220,7 +220,7 @@ func (r *Reducing[T]) Add(x T) error {
 	if err != nil {
 		return err
 	}
-	e, err := r.t.forWrite()
+	e, err := r.t.forWrite(true)
 	if err != nil {
 		return err
 	}
@@ -293,7 +293,7 @@ func (a *aggregating[In, Acc, Out]) add(in In) error {
 	if err != nil {
 		return err
 	}
-	e, err := a.t.forWrite()
+	e, err := a.t.forWrite(true)
 	if err != nil {
 		return err
 	}

@@ -192,12 +192,17 @@ func (t *table[S]) read() (*entry[S], error) {
 
 // writable returns e, copied first if a snapshot may reference it, and records
 // the key as changed and dirty.
-func (t *table[S]) writable(e *entry[S]) *entry[S] {
+func (t *table[S]) writable(e *entry[S]) *entry[S] { return t.writableKeep(e, true) }
+
+// writableKeep is writable; keep=false skips copying a value the caller replaces.
+func (t *table[S]) writableKeep(e *entry[S], keep bool) *entry[S] {
 	c := t.c
 	if e.ver != c.epoch {
 		ne := new(entry[S])
 		*ne = *e
-		ne.v = t.ops.clone(e.v)
+		if keep {
+			ne.v = t.ops.clone(e.v)
+		}
 		ne.ver = c.epoch
 		ne.setKeyString(e.key) // the map takes the new key, so e can be freed
 		t.m[ne.key] = ne
@@ -233,8 +238,9 @@ func (t *table[S]) markChanged(key string, kg uint16) {
 }
 
 // forWrite returns a writable entry for the current key, creating it if needed.
-// The caller sets v (and absent=false is done here).
-func (t *table[S]) forWrite() (*entry[S], error) {
+// The caller sets v (and absent=false is done here). keep=false: the caller
+// replaces the value without reading it.
+func (t *table[S]) forWrite(keep bool) (*entry[S], error) {
 	e, err := t.current()
 	if err != nil {
 		return nil, err
@@ -249,7 +255,7 @@ func (t *table[S]) forWrite() (*entry[S], error) {
 		t.cur = e
 		return e, nil
 	}
-	e = t.writable(e)
+	e = t.writableKeep(e, keep)
 	if e.absent {
 		e.absent = false
 		var zero S
@@ -280,7 +286,7 @@ func (t *table[S]) remove(e *entry[S]) {
 		t.markChanged(e.key, e.kg)
 		return
 	}
-	e = t.writable(e)
+	e = t.writableKeep(e, false)
 	e.absent = true
 	var zero S
 	e.v = zero
