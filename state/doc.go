@@ -11,11 +11,12 @@
 // functions NewValue, NewList, NewMap, NewReducing and NewAggregating. Before
 // each record or timer the runtime calls SetCurrentKey(keyGroup, encodedKey);
 // every handle then reads and writes the state of that key only. The key's
-// bytes must not change until the next SetCurrentKey; after it the runtime may
-// reuse its buffer (the backend copies a key when it stores it). Using a handle before any
-// SetCurrentKey (state used outside a keyed operator) fails with
-// ErrNoCurrentKey; a key group outside the backend's range with
-// ErrKeyGroupOutOfRange.
+// bytes must not change until the next SetCurrentKey; after it the runtime
+// may reuse its buffer (the backend copies a key when it stores it). Using a
+// handle before any SetCurrentKey (state used outside a keyed operator) fails
+// with ErrNoCurrentKey; a key group outside the backend's range with
+// ErrKeyGroupOutOfRange. Backends are built by the runtime (Config takes an
+// internal keygroup.Range); user code only declares and uses states.
 //
 // Declaring a name twice with the same kind and type returns the same state;
 // with another kind or type it fails with ErrStateMismatch. Values are encoded
@@ -25,10 +26,10 @@
 // Badger read can fail); on the heap backend they never fail once the key is set.
 //
 // Values passed to and returned by handles belong to the backend: do not
-// modify a value after Update, or one returned by Get (List.Get returns a copy).
-// Reduce and aggregate functions may change their accumulator in place: when
-// a snapshot may still read it, the backend gives them a copy first.
-// The heap backend keeps them as typed Go values and never encodes on access.
+// modify a value after Update, or one returned by Get (List.Get returns a
+// copy). The heap backend keeps values as typed Go values and never encodes on
+// access. Reduce and aggregate functions may change their accumulator in
+// place: when a snapshot may still read it, the backend gives them a copy first.
 //
 // The Badger backend keeps a write-back cache of decoded entries in front of
 // Badger (BadgerConfig.CacheEntries, over all states of the backend). Reads of
@@ -38,10 +39,9 @@
 // background. Memory stays bounded and no record causes a Badger transaction of
 // its own. Snapshots read the cache and a Badger transaction, so they do not
 // flush it. A failed background write fails the next handle operation that
-// makes room in the cache. Badger is
-// scratch space: the directory is wiped when the backend opens, and state
-// comes back only through Restore. Its keys are
-// [operator uid][key group][state name][key][map key], so key groups are
+// makes room in the cache. Badger is scratch space: the directory is wiped
+// when the backend opens, and state comes back only through Restore. Its keys
+// are [operator uid][key group][state name][key][map key], so key groups are
 // contiguous ranges.
 //
 // # TTL
@@ -67,7 +67,8 @@
 // one requested with SnapshotOptions.Full (savepoints), and, on Badger, one
 // taken after more than BadgerConfig.MaxDeltaKeys keys changed. A delta is
 // only valid on top of the snapshot taken just before it: if a snapshot is
-// never stored (a failed checkpoint), ask for a full one next.
+// never stored (a failed checkpoint), ask for a full one next. Checkpoint ids
+// must increase.
 //
 // Restore takes one Chain per old subtask: its last base and the deltas after
 // it, in order. It keeps only the rows of the new backend's key groups, so the
