@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicedata/sluice/internal/keygroup"
+	"github.com/sluicedata/sluice/state"
 )
 
 // Config holds job-wide settings. Zero fields take the values of DefaultConfig.
@@ -24,6 +25,9 @@ type Config struct {
 	// QueueBatches is the capacity, in batches, of each channel between two
 	// subtasks. Memory between tasks is bounded by channels x QueueBatches x BatchSize records.
 	QueueBatches int
+	// StateBackend makes the keyed state backend of one keyed operator subtask;
+	// nil means state.NewHeap. Use state.NewBadger for state larger than memory.
+	StateBackend func(cfg state.Config) (state.Backend, error)
 }
 
 // DefaultConfig returns the defaults: parallelism 1, 128 key groups, batches of
@@ -54,6 +58,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueBatches == 0 {
 		c.QueueBatches = d.QueueBatches
+	}
+	if c.StateBackend == nil {
+		c.StateBackend = state.NewHeap
 	}
 	return c
 }

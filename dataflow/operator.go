@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/sluicedata/sluice/internal/keygroup"
+	"github.com/sluicedata/sluice/state"
 )
 
 // Output receives what an operator emits. The runtime implements it: the next
@@ -87,7 +88,14 @@ type OperatorContext struct {
 	// for others it is the whole range divided the same way).
 	KeyGroups KeyGroupRange
 	side      map[string]any
+	state     state.Backend
 }
+
+// State is the keyed state backend of a keyed operator subtask: declare state
+// on it in Open with state.NewValue, state.NewMap and the rest; the runtime
+// sets the current key before each record. It is nil for operators that are
+// not keyed, and declaring state on nil fails with state.ErrNoCurrentKey.
+func (oc *OperatorContext) State() state.Backend { return oc.state }
 
 // AddSource adds a source to job. newSource is called once per subtask.
 func AddSource[T any](job *Job, name string, newSource func() Source[T], opts ...Option) Stream[T] {
@@ -143,9 +151,24 @@ func AddKeyedOperator[K comparable, In, Out any](in KeyedStream[K, In], name str
 		}
 	}
 	n.ports = []*port{{typ: typeOf[Out]()}}
+	newBackend := s.job.cfg.StateBackend
 	n.build = func(b *buildCtx) (any, lifecycle, error) {
 		op := newOp(b.outs[0].(Output[Out]))
 		l := newLink(b, op)
+		oc := b.oc
+		l.openKeyed = func() (func(In), state.Backend, error) {
+			be, err := newBackend(state.Config{OperatorUID: oc.Operator, KeyGroups: oc.KeyGroups, MaxParallelism: oc.MaxParallelism})
+			if err != nil {
+				return nil, nil, fmt.Errorf("state backend: %w", err)
+			}
+			enc := keygroup.EncoderFor[K]()
+			maxP := uint64(oc.MaxParallelism)
+			var buf []byte
+			return func(v In) {
+				buf = enc(buf[:0], key(v))
+				be.SetCurrentKey(int(keygroup.Hash(buf)%maxP), buf)
+			}, be, nil
+		}
 		return l, l, nil
 	}
 	return Stream[Out]{job: s.job, srcs: []outRef{{n, n.ports[0]}}}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicedata/sluice/internal/exchange"
+	"github.com/sluicedata/sluice/state"
 )
 
 // lifecycle is the untyped side of an operator that the task drives.
@@ -30,7 +31,8 @@ type task struct {
 	subtask int
 	par     int
 	ops     []opSlot
-	cur     int // index in ops of the operator running user code, for errors
+	cur     int  // index in ops of the operator running user code, for errors
+	polling bool // records are flowing: a failure has a source position
 
 	src    sourceRunner // set if the chain starts with a source
 	inputs []input
@@ -74,7 +76,7 @@ func (t *task) opErr(i int, err error) error {
 		return err
 	}
 	oe = &OperatorError{Operator: t.ops[i].name, Subtask: t.subtask, Parallelism: t.par, Err: err}
-	if t.src != nil {
+	if t.src != nil && t.polling {
 		oe.Position = t.src.position()
 	}
 	return oe
@@ -139,6 +141,8 @@ func (t *task) closeOps(from int) (err error) {
 
 func (t *task) runSource() error {
 	done := t.ctx.Done()
+	t.polling = true
+	defer func() { t.polling = false }()
 	for {
 		select {
 		case <-done:
@@ -272,6 +276,11 @@ type link[In any] struct {
 	idx  int
 	oc   *OperatorContext
 	outs []watermarker
+	// Keyed operators: openKeyed makes the state backend and the function that
+	// sets the current key from a record; setKey runs before every Process.
+	openKeyed func() (func(In), state.Backend, error)
+	setKey    func(In)
+	backend   state.Backend
 }
 
 func newLink[In any](b *buildCtx, op Operator[In]) *link[In] {
@@ -282,6 +291,9 @@ func (l *link[In]) Collect(v In, ts Timestamp) {
 	t := l.t
 	prev := t.cur
 	t.cur = l.idx
+	if l.setKey != nil {
+		l.setKey(v)
+	}
 	if err := l.op.Process(v, ts); err != nil {
 		t.fail(l.idx, err)
 	}
@@ -305,14 +317,30 @@ func (l *link[In]) open(ctx context.Context) error {
 	if l.op == nil {
 		return errors.New("operator factory returned nil")
 	}
+	if l.openKeyed != nil {
+		setKey, be, err := l.openKeyed()
+		if err != nil {
+			return err
+		}
+		l.setKey, l.backend, l.oc.state = setKey, be, be
+	}
 	return l.op.Open(ctx, l.oc)
 }
+
 func (l *link[In]) finish(ctx context.Context) error { return l.op.Finish(ctx) }
+
+// close closes the operator, then its state backend.
 func (l *link[In]) close() error {
-	if l.op == nil {
-		return nil
+	var err error
+	if l.op != nil {
+		err = l.op.Close()
 	}
-	return l.op.Close()
+	if l.backend != nil {
+		if berr := l.backend.Close(); err == nil && berr != nil {
+			err = fmt.Errorf("state backend: %w", berr)
+		}
+	}
+	return err
 }
 
 type sourceNode[T any] struct {

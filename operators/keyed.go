@@ -1,7 +1,10 @@
 package operators
 
 import (
+	"context"
+
 	"github.com/sluicedata/sluice/dataflow"
+	"github.com/sluicedata/sluice/state"
 )
 
 // AggregateFunction folds records into an accumulator and derives a result
@@ -15,40 +18,48 @@ type AggregateFunction[In, Acc, Out any] interface {
 
 // Reduce keeps, per key, the running reduction of the records seen so far and
 // emits the updated value after each record, with that record's event time.
-// The first record of a key is emitted as it is.
+// The first record of a key is emitted as it is. The reduction is keyed state
+// named "reduce" (see package state), so it is snapshotted with the operator.
 func Reduce[K comparable, T any](in dataflow.KeyedStream[K, T], name string, fn func(acc, v T) T, opts ...dataflow.Option) dataflow.Stream[T] {
 	return dataflow.AddKeyedOperator(in, name, nilIf(fn == nil, func(out dataflow.Output[T]) dataflow.Operator[T] {
-		return &reduceOp[K, T]{key: in.KeyFunc(), fn: fn, out: out, acc: map[K]*T{}}
+		return &reduceOp[T]{fn: fn, out: out}
 	}), opts...)
 }
 
-type reduceOp[K comparable, T any] struct {
+type reduceOp[T any] struct {
 	dataflow.OperatorBase
-	key func(T) K
 	fn  func(T, T) T
 	out dataflow.Output[T]
-	acc map[K]*T
+	acc *state.Value[T]
 }
 
-func (o *reduceOp[K, T]) Process(v T, ts dataflow.Timestamp) error {
-	k := o.key(v)
-	p := o.acc[k]
-	if p == nil {
-		p = new(T)
-		*p = v
-		o.acc[k] = p
-	} else {
-		*p = o.fn(*p, v)
+func (o *reduceOp[T]) Open(_ context.Context, oc *dataflow.OperatorContext) (err error) {
+	o.acc, err = state.NewValue[T](oc.State(), "reduce")
+	return err
+}
+
+func (o *reduceOp[T]) Process(v T, ts dataflow.Timestamp) error {
+	acc, ok, err := o.acc.Get()
+	if err != nil {
+		return err
 	}
-	o.out.Collect(*p, ts)
+	if ok {
+		v = o.fn(acc, v)
+	}
+	if err := o.acc.Update(v); err != nil {
+		return err
+	}
+	o.out.Collect(v, ts)
 	return nil
 }
 
 // Aggregate keeps, per key, a running accumulator and emits the key with the
-// updated result after each record, with that record's event time.
+// updated result after each record, with that record's event time. The
+// accumulator is keyed state named "aggregate" (see package state): it must be
+// a type the state codec can encode.
 func Aggregate[K comparable, In, Acc, Out any](in dataflow.KeyedStream[K, In], name string, agg AggregateFunction[In, Acc, Out], opts ...dataflow.Option) dataflow.Stream[dataflow.KV[K, Out]] {
 	return dataflow.AddKeyedOperator(in, name, nilIf(agg == nil, func(out dataflow.Output[dataflow.KV[K, Out]]) dataflow.Operator[In] {
-		return &aggregateOp[K, In, Acc, Out]{key: in.KeyFunc(), agg: agg, out: out, acc: map[K]*Acc{}}
+		return &aggregateOp[K, In, Acc, Out]{key: in.KeyFunc(), agg: agg, out: out}
 	}), opts...)
 }
 
@@ -57,19 +68,27 @@ type aggregateOp[K comparable, In, Acc, Out any] struct {
 	key func(In) K
 	agg AggregateFunction[In, Acc, Out]
 	out dataflow.Output[dataflow.KV[K, Out]]
-	acc map[K]*Acc
+	acc *state.Value[Acc]
+}
+
+func (o *aggregateOp[K, In, Acc, Out]) Open(_ context.Context, oc *dataflow.OperatorContext) (err error) {
+	o.acc, err = state.NewValue[Acc](oc.State(), "aggregate")
+	return err
 }
 
 func (o *aggregateOp[K, In, Acc, Out]) Process(v In, ts dataflow.Timestamp) error {
-	k := o.key(v)
-	p := o.acc[k]
-	if p == nil {
-		p = new(Acc)
-		*p = o.agg.CreateAccumulator()
-		o.acc[k] = p
+	acc, ok, err := o.acc.Get()
+	if err != nil {
+		return err
 	}
-	*p = o.agg.Add(*p, v)
-	o.out.Collect(dataflow.KV[K, Out]{Key: k, Value: o.agg.Result(*p)}, ts)
+	if !ok {
+		acc = o.agg.CreateAccumulator()
+	}
+	acc = o.agg.Add(acc, v)
+	if err := o.acc.Update(acc); err != nil {
+		return err
+	}
+	o.out.Collect(dataflow.KV[K, Out]{Key: o.key(v), Value: o.agg.Result(acc)}, ts)
 	return nil
 }
 

@@ -62,14 +62,14 @@ func TestReduceEmitsRunningValuePerKey(t *testing.T) {
 	require.Equal(t, []int{1, 2, 4, 6, 9, 12}, out.Values())
 }
 
-type avg struct{ sum, n float64 }
+type avg struct{ Sum, N float64 }
 
 type avgFn struct{}
 
 func (avgFn) CreateAccumulator() avg   { return avg{} }
-func (avgFn) Add(a avg, v float64) avg { return avg{a.sum + v, a.n + 1} }
-func (avgFn) Merge(a, b avg) avg       { return avg{a.sum + b.sum, a.n + b.n} }
-func (avgFn) Result(a avg) float64     { return a.sum / a.n }
+func (avgFn) Add(a avg, v float64) avg { return avg{a.Sum + v, a.N + 1} }
+func (avgFn) Merge(a, b avg) avg       { return avg{a.Sum + b.Sum, a.N + b.N} }
+func (avgFn) Result(a avg) float64     { return a.Sum / a.N }
 
 func TestAggregateWithCustomFunctionAndParallelism(t *testing.T) {
 	for _, p := range []int{1, 3} {
