@@ -1,8 +1,10 @@
 package state
 
 import (
+	"encoding"
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -44,10 +46,32 @@ func (msgpackCodec[T]) Decode(b []byte) (T, error) {
 }
 
 // checkEncodable rejects types msgpack cannot round-trip: channels, functions,
-// unsafe pointers and complex numbers, anywhere inside the type. Interfaces are
-// accepted (their dynamic value is checked when encoded).
+// unsafe pointers and complex numbers, anywhere inside the type, and structs
+// with unexported fields, which msgpack would silently drop: such state would
+// come back from a snapshot as zero values. Interfaces are accepted (their
+// dynamic value is checked when encoded), and so are types that encode
+// themselves (msgpack.CustomEncoder, msgpack.Marshaler,
+// encoding.BinaryMarshaler, time.Time).
 func checkEncodable(t reflect.Type) error {
 	return walkType(t, map[reflect.Type]bool{})
+}
+
+var selfEncoding = []reflect.Type{
+	reflect.TypeFor[msgpack.CustomEncoder](),
+	reflect.TypeFor[msgpack.Marshaler](),
+	reflect.TypeFor[encoding.BinaryMarshaler](),
+}
+
+func encodesItself(t reflect.Type) bool {
+	if t == reflect.TypeFor[time.Time]() {
+		return true
+	}
+	for _, i := range selfEncoding {
+		if t.Implements(i) || reflect.PointerTo(t).Implements(i) {
+			return true
+		}
+	}
+	return false
 }
 
 func walkType(t reflect.Type, seen map[reflect.Type]bool) error {
@@ -55,6 +79,9 @@ func walkType(t reflect.Type, seen map[reflect.Type]bool) error {
 		return nil
 	}
 	seen[t] = true
+	if t.Kind() != reflect.Interface && encodesItself(t) {
+		return nil
+	}
 	switch t.Kind() {
 	case reflect.Chan, reflect.Func, reflect.UnsafePointer, reflect.Complex64, reflect.Complex128:
 		return fmt.Errorf("%w: %s (kind %s)", ErrUnsupportedType, t, t.Kind())
@@ -68,8 +95,12 @@ func walkType(t reflect.Type, seen map[reflect.Type]bool) error {
 	case reflect.Struct:
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
-			if !f.IsExported() || f.Tag.Get("msgpack") == "-" {
-				continue
+			if f.Tag.Get("msgpack") == "-" {
+				continue // deliberately not saved
+			}
+			if !f.IsExported() && !(f.Anonymous && f.Type.Kind() == reflect.Struct) {
+				// An embedded unexported struct is inlined by msgpack: walk it.
+				return fmt.Errorf("%w: field %s of %s is unexported, so the default codec would not save it; export it, tag it `msgpack:\"-\"`, or supply a codec with WithCodec", ErrUnsupportedType, f.Name, t)
 			}
 			if err := walkType(f.Type, seen); err != nil {
 				return fmt.Errorf("field %s: %w", f.Name, err)

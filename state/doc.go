@@ -21,7 +21,8 @@
 // Declaring a name twice with the same kind and type returns the same state;
 // with another kind or type it fails with ErrStateMismatch. Values are encoded
 // with msgpack unless WithCodec supplies a Codec; a type the codec cannot
-// encode (channels, functions, unsafe pointers, anywhere inside the type) is
+// encode (channels, functions, unsafe pointers anywhere inside the type, or a
+// struct field that is unexported and so would silently not be saved) is
 // refused at declaration with ErrUnsupportedType. Handles return errors (a
 // Badger read can fail); on the heap backend they never fail once the key is set.
 //
