@@ -23,11 +23,15 @@ func (c *chain) name() string {
 	return strings.Join(names, " -> ")
 }
 
+// compiled is the result of compile. The graph itself is never changed by
+// compiling, so Plan may run while the job runs.
 type compiled struct {
 	order   []*node
 	chains  []*chain
 	chainOf map[*node]*chain
 	par     map[*node]int
+	part    map[*edge]partitioning // resolved partitioning (never partDefault)
+	chained map[*edge]bool
 }
 
 // Validate checks the whole job and returns every problem found, each naming
@@ -75,19 +79,21 @@ func (j *Job) compile() (*compiled, error) {
 		return nil, errors.Join(errs...)
 	}
 
-	c := &compiled{order: order, chainOf: map[*node]*chain{}, par: map[*node]int{}}
+	c := &compiled{order: order, chainOf: map[*node]*chain{}, par: map[*node]int{},
+		part: map[*edge]partitioning{}, chained: map[*edge]bool{}}
 	for _, n := range order {
 		c.par[n] = j.par(n)
 	}
 	for _, n := range order {
 		for _, e := range n.inputs {
 			same := c.par[e.from] == c.par[n]
-			switch e.part {
+			part := e.part
+			switch part {
 			case partDefault:
 				if same {
-					e.part = partForward
+					part = partForward
 				} else {
-					e.part = partRebalance
+					part = partRebalance
 				}
 			case partForward:
 				if !same {
@@ -97,10 +103,11 @@ func (j *Job) compile() (*compiled, error) {
 			// Between two single subtasks every exchange degenerates to forward,
 			// so a keyed or rebalanced edge at parallelism 1 is chained too: a
 			// goroutine hand-off would only add cost.
-			oneToOne := e.part == partForward || c.par[n] == 1 && c.par[e.from] == 1
-			e.chained = oneToOne && same && len(n.inputs) == 1 && !n.noChain && !e.from.noChain
+			oneToOne := part == partForward || c.par[n] == 1 && c.par[e.from] == 1
+			c.part[e] = part
+			c.chained[e] = oneToOne && same && len(n.inputs) == 1 && !n.noChain && !e.from.noChain
 		}
-		if len(n.inputs) == 1 && n.inputs[0].chained {
+		if len(n.inputs) == 1 && c.chained[n.inputs[0]] {
 			ch := c.chainOf[n.inputs[0].from]
 			ch.nodes = append(ch.nodes, n)
 			c.chainOf[n] = ch

@@ -67,7 +67,7 @@ func (j *Job) Plan() (*Plan, error) {
 		}
 		p.Operators = append(p.Operators, op)
 		for _, e := range n.inputs {
-			p.Edges = append(p.Edges, PlanEdge{From: e.from.name, SideOutput: e.port.tag, To: n.name, Exchange: e.part.String(), Chained: e.chained})
+			p.Edges = append(p.Edges, PlanEdge{From: e.from.name, SideOutput: e.port.tag, To: n.name, Exchange: c.part[e].String(), Chained: c.chained[e]})
 		}
 	}
 	for _, ch := range c.chains {

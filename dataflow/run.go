@@ -79,7 +79,7 @@ func (j *Job) instantiate(c *compiled) (tasks []*task, err error) {
 		gi := &gateInfo{}
 		for _, e := range h.inputs {
 			base[e] = gi.chans
-			if e.part == partForward {
+			if c.part[e] == partForward {
 				gi.chans++
 			} else {
 				gi.chans += c.par[e.from]
@@ -107,20 +107,20 @@ func (j *Job) instantiate(c *compiled) (tasks []*task, err error) {
 				for _, p := range n.ports {
 					var outs []any
 					for _, e := range p.consumers {
-						if e.chained {
+						if c.chained[e] {
 							outs = append(outs, inputs[e.to])
 							continue
 						}
 						gi := heads[c.chainOf[e.to]]
 						var targets []target
-						if e.part == partForward {
+						if c.part[e] == partForward {
 							targets = []target{{gi.gates[s], base[e]}}
 						} else {
 							for k := 0; k < c.par[e.to]; k++ {
 								targets = append(targets, target{gi.gates[k], base[e] + s})
 							}
 						}
-						out, w := p.typ.newWriter(targets, e, cfg.MaxParallelism, cfg.BatchSize, t)
+						out, w := p.typ.newWriter(targets, c.part[e], e.hash, cfg.MaxParallelism, cfg.BatchSize, t)
 						t.writers = append(t.writers, w)
 						outs = append(outs, out)
 					}

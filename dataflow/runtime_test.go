@@ -450,3 +450,30 @@ func TestRunTwiceAtOnceIsRefused(t *testing.T) {
 	go func() { <-started; cancel2() }()
 	require.ErrorIs(t, job.Run(ctx2), context.Canceled)
 }
+
+func TestPlanWhileRunning(t *testing.T) {
+	job := dataflow.NewJob("plan-live", dataflow.Config{Parallelism: 2})
+	src := memory.Generator(job, "gen", memory.GeneratorConfig[int64]{Generate: func(s int64) int64 { return s }})
+	counts := operators.Aggregate(dataflow.KeyBy(src, func(v int64) int64 { return v % 10 }), "count", operators.Count[int64]())
+	ctx, cancel := context.WithCancel(context.Background())
+	var n atomic.Int64
+	started := make(chan struct{})
+	dataflow.AddSink(counts, "sink", func() dataflow.Operator[dataflow.KV[int64, int64]] {
+		return &opFunc[dataflow.KV[int64, int64]]{process: func(dataflow.KV[int64, int64], dataflow.Timestamp) error {
+			if n.Add(1) == 1 {
+				close(started)
+			}
+			return nil
+		}}
+	}, dataflow.Parallelism(1))
+	errc := make(chan error)
+	go func() { errc <- job.Run(ctx) }()
+	<-started
+	for range 5 {
+		p, err := job.Plan() // the race detector checks Plan does not touch what Run reads
+		require.NoError(t, err)
+		require.Len(t, p.Chains, 3)
+	}
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+}

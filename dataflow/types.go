@@ -18,7 +18,7 @@ type elemType interface {
 	name() string
 	newGate(channels, capacity, batch int, notify chan struct{}) any
 	newInput(gate any, base int, head any) input
-	newWriter(targets []target, e *edge, maxP, batch int, t *task) (out any, w flusher)
+	newWriter(targets []target, part partitioning, hash func() any, maxP, batch int, t *task) (out any, w flusher)
 	fanout(outs []any) any
 }
 
@@ -48,15 +48,15 @@ func (typed[T]) newInput(gate any, base int, head any) input {
 	return &gateInput[T]{gate: gate.(*exchange.Gate[record[T]]), base: base, head: head.(Output[T])}
 }
 
-func (typed[T]) newWriter(targets []target, e *edge, maxP, batch int, t *task) (any, flusher) {
+func (typed[T]) newWriter(targets []target, kind partitioning, hash func() any, maxP, batch int, t *task) (any, flusher) {
 	ts := make([]exchange.Target[record[T]], len(targets))
 	for i, tg := range targets {
 		ts[i] = exchange.Target[record[T]]{Gate: tg.gate.(*exchange.Gate[record[T]]), Channel: tg.channel}
 	}
 	var part exchange.Partitioner[record[T]]
-	switch e.part {
+	switch kind {
 	case partHash:
-		h := e.hash().(func(T) uint64)
+		h := hash().(func(T) uint64)
 		m := uint64(maxP)
 		part = func(r record[T], n int) int {
 			kg := int(h(r.v) % m)
@@ -75,8 +75,8 @@ func (typed[T]) newWriter(targets []target, e *edge, maxP, batch int, t *task) (
 			return i
 		}
 	}
-	w := exchange.NewWriter(ts, part, e.part == partBroadcast, batch)
-	return &writerOut[T]{w: w, t: t}, writerAdapter[T]{w}
+	w := &writerOut[T]{w: exchange.NewWriter(ts, part, kind == partBroadcast, batch), t: t}
+	return w, w
 }
 
 func (typed[T]) fanout(outs []any) any {
@@ -108,9 +108,18 @@ func (f fanout[T]) EmitWatermark(wm Timestamp) {
 }
 
 // writerOut is the Output that feeds an exchange.
+//
+// A watermark is not sent at once: the writer keeps the latest one and sends
+// it after its records at the next flush (when the task runs out of input,
+// after the linger time, or before any other event). Sending it would force
+// every partly filled batch out, and a source that emits a watermark per poll
+// would then defeat batching. Delaying a watermark is always safe, and the
+// delay is bounded by the linger.
 type writerOut[T any] struct {
-	w *exchange.Writer[record[T]]
-	t *task
+	w     *exchange.Writer[record[T]]
+	t     *task
+	wm    Timestamp
+	hasWm bool
 }
 
 func (o *writerOut[T]) Collect(v T, ts Timestamp) {
@@ -120,18 +129,37 @@ func (o *writerOut[T]) Collect(v T, ts Timestamp) {
 }
 
 func (o *writerOut[T]) EmitWatermark(wm Timestamp) {
-	if err := o.w.Emit(o.t.ctx, exchange.Event{Kind: exchange.Watermark, Value: int64(wm)}); err != nil {
-		o.t.stop(err)
+	o.wm, o.hasWm = wm, true
+}
+
+// Pending counts buffered records, and a held watermark as one.
+func (o *writerOut[T]) Pending() int {
+	n := o.w.Pending()
+	if o.hasWm {
+		n++
 	}
+	return n
 }
 
-type writerAdapter[T any] struct{ w *exchange.Writer[record[T]] }
-
-func (a writerAdapter[T]) Flush(ctx context.Context) error { return a.w.Flush(ctx) }
-func (a writerAdapter[T]) Emit(ctx context.Context, ev exchange.Event) error {
-	return a.w.Emit(ctx, ev)
+// Flush sends the buffered records, then the held watermark.
+func (o *writerOut[T]) Flush(ctx context.Context) error {
+	if err := o.w.Flush(ctx); err != nil {
+		return err
+	}
+	if o.hasWm {
+		o.hasWm = false
+		return o.w.Emit(ctx, exchange.Event{Kind: exchange.Watermark, Value: int64(o.wm)})
+	}
+	return nil
 }
-func (a writerAdapter[T]) Pending() int { return a.w.Pending() }
+
+// Emit sends ev after everything buffered, the held watermark included.
+func (o *writerOut[T]) Emit(ctx context.Context, ev exchange.Event) error {
+	if err := o.Flush(ctx); err != nil {
+		return err
+	}
+	return o.w.Emit(ctx, ev)
+}
 
 // input is one typed gate of a task, driven by the task's untyped loop.
 type input interface {
