@@ -119,6 +119,13 @@ func (j *Job) Config() Config { return j.cfg }
 
 func (j *Job) addErr(err error) { j.errs = append(j.errs, err) }
 
+// ReportError records a problem that a source, operator or sink constructor
+// found while building (an invalid connector configuration, say). Like every
+// build error it is returned by Validate, Plan and Run, and nothing runs.
+func (j *Job) ReportError(operator string, err error) {
+	j.addErr(fmt.Errorf("dataflow: operator %q: %w", operator, err))
+}
+
 // Option sets a property of one operator.
 type Option func(*node)
 

@@ -128,7 +128,7 @@ func (c *cancelAfter) Process(int, dataflow.Timestamp) error {
 func TestGeneratorBadConfig(t *testing.T) {
 	job := dataflow.NewJob("bad-gen")
 	memory.Discard(memory.Generator(job, "gen", memory.GeneratorConfig[int]{Count: -1, Generate: func(int64) int { return 0 }}), "sink")
-	require.ErrorContains(t, job.Run(context.Background()), `generator "gen": count -1 and rate 0 must not be negative`)
+	require.ErrorContains(t, job.Validate(), `dataflow: operator "gen": memory: generator count -1 and rate 0 must be finite and not negative`)
 
 	job = dataflow.NewJob("nil-gen")
 	memory.Discard(memory.Generator(job, "gen", memory.GeneratorConfig[int]{Count: 1}), "sink")

@@ -63,9 +63,7 @@ func Generator[T any](job *dataflow.Job, name string, cfg GeneratorConfig[T], op
 		newSrc = func() dataflow.Source[T] { return &generator[T]{cfg: cfg} }
 	}
 	if cfg.Count < 0 || cfg.Rate < 0 || math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0) {
-		newSrc = func() dataflow.Source[T] {
-			return &failing[T]{err: fmt.Errorf("memory: generator %q: count %d and rate %v must not be negative", name, cfg.Count, cfg.Rate)}
-		}
+		job.ReportError(name, fmt.Errorf("memory: generator count %d and rate %v must be finite and not negative", cfg.Count, cfg.Rate))
 	}
 	return dataflow.AddSource(job, name, newSrc, opts...)
 }
@@ -159,11 +157,3 @@ func (g *generator[T]) Close() error {
 	}
 	return nil
 }
-
-type failing[T any] struct{ err error }
-
-func (f *failing[T]) Open(context.Context, *dataflow.OperatorContext) error { return f.err }
-func (f *failing[T]) Poll(context.Context, dataflow.Output[T]) (dataflow.SourceStatus, error) {
-	return dataflow.EndOfInput, f.err
-}
-func (f *failing[T]) Close() error { return nil }
