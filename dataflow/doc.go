@@ -52,10 +52,18 @@
 // # Time
 //
 // Records carry an event time (Timestamp, nanoseconds since the epoch, or
-// NoTimestamp). Watermarks travel in order with the records; a task's watermark
-// is the minimum over its input channels and never goes backwards. At end of
-// input a source emits MaxWatermark, every operator's Finish runs in chain
-// order, and Run returns after every downstream task has finished.
+// NoTimestamp). A source's WatermarkStrategy (BoundedOutOfOrderness, Monotonic
+// or CustomWatermarks) assigns timestamps and generates a watermark per source
+// partition; PartitionWatermarks combines them as the minimum over the
+// partitions that are not idle (WithIdleness). Watermarks travel in order with
+// the records; a task's watermark is the minimum over its input channels that
+// are not idle, and never goes backwards. A source whose partitions are all
+// idle marks its output idle (Output.MarkIdle), so it does not stall
+// downstream windows; it counts again from its next record or watermark.
+// Exchanges send a watermark with the next flush of their batches, so
+// watermarks never break batching and are late by at most Config.Linger. At
+// end of input a source emits MaxWatermark, every operator's Finish runs in
+// chain order, and Run returns after every downstream task has finished.
 //
 // # Failure and cancellation
 //

@@ -17,6 +17,10 @@ import (
 type Output[T any] interface {
 	Collect(v T, ts Timestamp)
 	EmitWatermark(wm Timestamp)
+	// MarkIdle says the emitter has no data for now (for example, every
+	// partition of a source is idle): downstream operators stop waiting for
+	// its watermark until it emits a record or a watermark again.
+	MarkIdle()
 }
 
 // Operator is the runtime form of a one-input operator, the extension point for
@@ -216,6 +220,7 @@ type discard[T any] struct{}
 
 func (discard[T]) Collect(T, Timestamp)    {}
 func (discard[T]) EmitWatermark(Timestamp) {}
+func (discard[T]) MarkIdle()               {}
 
 // OperatorBase gives an Operator no-op Open, ProcessWatermark, Finish and
 // Close. Embed it and implement what the operator needs.

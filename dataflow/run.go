@@ -150,6 +150,7 @@ func (j *Job) instantiate(c *compiled) (tasks []*task, err error) {
 					t.chWm[i] = MinWatermark
 				}
 				t.ended = make([]bool, gi.chans)
+				t.idle = make([]bool, gi.chans)
 			}
 			tasks = append(tasks, t)
 		}

@@ -178,9 +178,9 @@ func TestProcessTimestampsAndSideOutputs(t *testing.T) {
 	job := dataflow.NewJob("side")
 	base := time.Date(2026, 11, 22, 13, 0, 0, 0, time.UTC)
 	src := memory.Generator(job, "gen", memory.GeneratorConfig[int]{
-		Count:     10,
-		Generate:  func(s int64) int { return int(s) },
-		Timestamp: func(s int64, _ int) time.Time { return base.Add(time.Duration(s) * time.Second) },
+		Count:      10,
+		Generate:   func(s int64) int { return int(s) },
+		Watermarks: dataflow.Monotonic(func(v int) time.Time { return base.Add(time.Duration(v) * time.Second) }),
 	})
 	odd := dataflow.NewOutputTag[string]("odd")
 	main := operators.Process(src, "split", func(ctx *operators.ProcessContext[int], v int) error {
@@ -243,9 +243,9 @@ func TestWatermarksAreMinimumOverInputsAndNeverGoBack(t *testing.T) {
 	base := time.Unix(1_000, 0)
 	mk := func(name string, step time.Duration) dataflow.Stream[int] {
 		return memory.Generator(job, name, memory.GeneratorConfig[int]{
-			Count:     2000,
-			Generate:  func(s int64) int { return int(s) },
-			Timestamp: func(s int64, _ int) time.Time { return base.Add(time.Duration(s) * step) },
+			Count:      2000,
+			Generate:   func(s int64) int { return int(s) },
+			Watermarks: dataflow.Monotonic(func(v int) time.Time { return base.Add(time.Duration(v) * step) }),
 		})
 	}
 	fast, slow := mk("fast", time.Second), mk("slow", time.Millisecond)

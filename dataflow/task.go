@@ -19,7 +19,10 @@ type lifecycle interface {
 }
 
 // watermarker is the untyped part of an Output.
-type watermarker interface{ EmitWatermark(wm Timestamp) }
+type watermarker interface {
+	EmitWatermark(wm Timestamp)
+	MarkIdle()
+}
 
 // task runs one subtask of one chain in one goroutine.
 type task struct {
@@ -43,10 +46,12 @@ type task struct {
 	linger  time.Duration
 	flushAt time.Time
 
-	chWm   []Timestamp // watermark per input channel
-	ended  []bool
-	nEnded int
-	wm     Timestamp
+	chWm     []Timestamp // watermark per input channel
+	ended    []bool
+	idle     []bool // channel marked idle and not active since
+	nEnded   int
+	wm       Timestamp
+	headIdle bool // the task told its outputs it is idle
 }
 
 type opSlot struct {
@@ -214,8 +219,16 @@ func (t *task) finish() error {
 func (t *task) onEvent(ch int, ev exchange.Event) {
 	switch ev.Kind {
 	case exchange.Watermark:
+		if t.idle[ch] {
+			t.activate(ch)
+		}
 		if wm := Timestamp(ev.Value); wm > t.chWm[ch] {
 			t.chWm[ch] = wm
+			t.advanceWatermark()
+		}
+	case exchange.Idle:
+		if !t.idle[ch] {
+			t.idle[ch] = true
 			t.advanceWatermark()
 		}
 	case exchange.EndOfInput:
@@ -230,23 +243,46 @@ func (t *task) onEvent(ch int, ev exchange.Event) {
 }
 
 // advanceWatermark moves the task's watermark to the minimum over the input
-// channels that have not ended, if that is higher than the current one.
+// channels that have neither ended nor gone idle, if that is higher than the
+// current one. When every channel that has not ended is idle, the task marks
+// its own outputs idle.
 func (t *task) advanceWatermark() {
 	minWm := MaxWatermark
-	live := false
+	live, active := false, false
 	for i, wm := range t.chWm {
-		if !t.ended[i] {
-			live = true
-			if wm < minWm {
-				minWm = wm
-			}
+		if t.ended[i] {
+			continue
+		}
+		live = true
+		if t.idle[i] {
+			continue
+		}
+		active = true
+		if wm < minWm {
+			minWm = wm
 		}
 	}
-	if !live || minWm <= t.wm {
+	if live && !active {
+		if !t.headIdle {
+			t.headIdle = true
+			t.head.MarkIdle()
+		}
+		return
+	}
+	t.headIdle = false
+	if !active || minWm <= t.wm {
 		return
 	}
 	t.wm = minWm
 	t.head.EmitWatermark(minWm)
+}
+
+// activate makes an idle channel count again. Its watermark may be behind the
+// task's: the task's watermark does not go back, it waits for the channel to
+// catch up.
+func (t *task) activate(ch int) {
+	t.idle[ch] = false
+	t.headIdle = false
 }
 
 func (t *task) maybeFlush() {
@@ -310,6 +346,12 @@ func (l *link[In]) EmitWatermark(wm Timestamp) {
 	t.cur = prev
 	for _, o := range l.outs {
 		o.EmitWatermark(wm)
+	}
+}
+
+func (l *link[In]) MarkIdle() {
+	for _, o := range l.outs {
+		o.MarkIdle()
 	}
 }
 

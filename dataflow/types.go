@@ -107,6 +107,12 @@ func (f fanout[T]) EmitWatermark(wm Timestamp) {
 	}
 }
 
+func (f fanout[T]) MarkIdle() {
+	for _, o := range f {
+		o.MarkIdle()
+	}
+}
+
 // writerOut is the Output that feeds an exchange.
 //
 // A watermark is not sent at once: the writer keeps the latest one and sends
@@ -120,35 +126,49 @@ type writerOut[T any] struct {
 	t     *task
 	wm    Timestamp
 	hasWm bool
+	idle  bool // an Idle event is held; any record or watermark cancels it
 }
 
 func (o *writerOut[T]) Collect(v T, ts Timestamp) {
+	o.idle = false
 	if err := o.w.Write(o.t.ctx, record[T]{v, ts}); err != nil {
 		o.t.stop(err)
 	}
 }
 
 func (o *writerOut[T]) EmitWatermark(wm Timestamp) {
-	o.wm, o.hasWm = wm, true
+	o.wm, o.hasWm, o.idle = wm, true, false
 }
 
-// Pending counts buffered records, and a held watermark as one.
+func (o *writerOut[T]) MarkIdle() { o.idle = true }
+
+// Pending counts buffered records, and a held watermark or idle mark as one each.
 func (o *writerOut[T]) Pending() int {
 	n := o.w.Pending()
 	if o.hasWm {
 		n++
 	}
+	if o.idle {
+		n++
+	}
 	return n
 }
 
-// Flush sends the buffered records, then the held watermark.
+// Flush sends the buffered records, then the held watermark, then the held
+// idle mark.
 func (o *writerOut[T]) Flush(ctx context.Context) error {
 	if err := o.w.Flush(ctx); err != nil {
 		return err
 	}
 	if o.hasWm {
 		o.hasWm = false
-		return o.w.Emit(ctx, exchange.Event{Kind: exchange.Watermark, Value: int64(o.wm)})
+		if err := o.w.Emit(ctx, exchange.Event{Kind: exchange.Watermark, Value: int64(o.wm)}); err != nil {
+			return err
+		}
+	}
+	if o.idle {
+		o.idle = false
+		return o.w.Emit(ctx, exchange.Event{Kind: exchange.Idle})
 	}
 	return nil
 }
@@ -181,6 +201,9 @@ func (g *gateInput[T]) poll(t *task) bool {
 	if m.Event.Kind != exchange.NoEvent {
 		t.onEvent(g.base+ch, m.Event)
 		return true
+	}
+	if t.idle[g.base+ch] {
+		t.activate(g.base + ch)
 	}
 	head := g.head
 	for i := range m.Records {

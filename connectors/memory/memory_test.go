@@ -62,9 +62,9 @@ func TestGeneratorTimestampsAndWatermarks(t *testing.T) {
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	job := dataflow.NewJob("gen-ts")
 	src := memory.Generator(job, "gen", memory.GeneratorConfig[int64]{
-		Count:     600,
-		Generate:  func(s int64) int64 { return s },
-		Timestamp: func(s int64, _ int64) time.Time { return base.Add(time.Duration(s) * time.Second) },
+		Count:      600,
+		Generate:   func(s int64) int64 { return s },
+		Watermarks: dataflow.Monotonic(func(v int64) time.Time { return base.Add(time.Duration(v) * time.Second) }),
 	})
 	var wms []dataflow.Timestamp
 	dataflow.AddSink(src, "sink", func() dataflow.Operator[int64] { return &wmRecorder{wms: &wms} })

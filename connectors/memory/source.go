@@ -50,10 +50,10 @@ type GeneratorConfig[T any] struct {
 	Count int64
 	// Rate limits the records per second over all subtasks; 0 means full speed.
 	Rate float64
-	// Timestamp, if set, gives each record its event time. The generator then
-	// emits a watermark equal to the smallest timestamp it may still produce,
-	// assuming timestamps do not decrease with seq (monotonic).
-	Timestamp func(seq int64, v T) time.Time
+	// Watermarks, if set, gives records their event time and the generator
+	// watermarks (each subtask is one partition). Without it records have no
+	// event time.
+	Watermarks dataflow.WatermarkStrategy[T]
 }
 
 // Generator is a source that makes records from sequence numbers.
@@ -61,6 +61,9 @@ func Generator[T any](job *dataflow.Job, name string, cfg GeneratorConfig[T], op
 	var newSrc func() dataflow.Source[T]
 	if cfg.Generate != nil {
 		newSrc = func() dataflow.Source[T] { return &generator[T]{cfg: cfg} }
+	}
+	if err := cfg.Watermarks.Validate(); err != nil {
+		job.ReportError(name, err)
 	}
 	if cfg.Count < 0 || cfg.Rate < 0 || math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0) {
 		job.ReportError(name, fmt.Errorf("memory: generator count %d and rate %v must be finite and not negative", cfg.Count, cfg.Rate))
@@ -74,7 +77,9 @@ type generator[T any] struct {
 	emitted    int64
 	start      time.Time
 	perSubtask float64
+	wms        *dataflow.PartitionWatermarks[T] // nil without event time
 	lastWm     dataflow.Timestamp
+	idle       bool
 	timer      *time.Timer
 }
 
@@ -84,6 +89,9 @@ func (g *generator[T]) Open(_ context.Context, oc *dataflow.OperatorContext) err
 	g.start = time.Now()
 	g.perSubtask = g.cfg.Rate / float64(oc.Parallelism)
 	g.lastWm = dataflow.MinWatermark
+	if !g.cfg.Watermarks.IsZero() {
+		g.wms = g.cfg.Watermarks.NewPartitions(1, nil)
+	}
 	return nil
 }
 
@@ -101,6 +109,7 @@ func (g *generator[T]) Poll(ctx context.Context, out dataflow.Output[T]) (datafl
 			if err := g.sleep(ctx, min(time.Until(due), 50*time.Millisecond)); err != nil {
 				return dataflow.NothingAvailable, err
 			}
+			g.emitWatermark(out)
 			return dataflow.NothingAvailable, nil
 		}
 	}
@@ -109,7 +118,7 @@ func (g *generator[T]) Poll(ctx context.Context, out dataflow.Output[T]) (datafl
 		left := (g.cfg.Count - g.seq + g.step - 1) / g.step
 		n = max(0, min(n, left))
 	}
-	if g.cfg.Timestamp == nil {
+	if g.wms == nil {
 		for ; n > 0; n-- {
 			out.Collect(g.cfg.Generate(g.seq), dataflow.NoTimestamp)
 			g.seq += g.step
@@ -118,21 +127,33 @@ func (g *generator[T]) Poll(ctx context.Context, out dataflow.Output[T]) (datafl
 	} else {
 		for ; n > 0; n-- {
 			v := g.cfg.Generate(g.seq)
-			ts := dataflow.TimestampOf(g.cfg.Timestamp(g.seq, v))
-			out.Collect(v, ts)
+			out.Collect(v, g.wms.Observe(0, v))
 			g.seq += g.step
 			g.emitted++
-			g.lastWm = max(g.lastWm, ts)
 		}
-		if g.lastWm != dataflow.MinWatermark {
-			// Monotonic timestamps: nothing earlier than the last one will follow.
-			out.EmitWatermark(g.lastWm - 1)
-		}
+		g.emitWatermark(out)
 	}
 	if g.cfg.Count > 0 && g.seq >= g.cfg.Count {
 		return dataflow.EndOfInput, nil
 	}
 	return dataflow.MoreAvailable, nil
+}
+
+// emitWatermark emits the watermark if it advanced, or marks the subtask idle.
+func (g *generator[T]) emitWatermark(out dataflow.Output[T]) {
+	if g.wms == nil {
+		return
+	}
+	wm, idle := g.wms.Current()
+	switch {
+	case idle && !g.idle:
+		g.idle = true
+		out.MarkIdle()
+	case !idle && (wm > g.lastWm || g.idle):
+		g.idle = false
+		g.lastWm = wm
+		out.EmitWatermark(wm)
+	}
 }
 
 func (g *generator[T]) sleep(ctx context.Context, d time.Duration) error {

@@ -17,6 +17,9 @@ const (
 	Barrier
 	// EndOfInput says the producer will send nothing more on this channel.
 	EndOfInput
+	// Idle says the producer has no data for now: its watermark must not hold
+	// the consumer back until it sends a record or a watermark again.
+	Idle
 )
 
 // Event is a control element travelling in order with the records.
