@@ -93,6 +93,7 @@ type OperatorContext struct {
 	KeyGroups KeyGroupRange
 	side      map[string]any
 	state     state.Backend
+	timers    TimerService
 }
 
 // State is the keyed state backend of a keyed operator subtask: declare state
@@ -160,18 +161,24 @@ func AddKeyedOperator[K comparable, In, Out any](in KeyedStream[K, In], name str
 		op := newOp(b.outs[0].(Output[Out]))
 		l := newLink(b, op)
 		oc := b.oc
-		l.openKeyed = func() (func(In), state.Backend, error) {
+		l.openKeyed = func() (func(In), state.Backend, timerDriver, error) {
 			be, err := newBackend(state.Config{OperatorUID: oc.Operator, KeyGroups: oc.KeyGroups, MaxParallelism: oc.MaxParallelism})
 			if err != nil {
-				return nil, nil, fmt.Errorf("state backend: %w", err)
+				return nil, nil, nil, fmt.Errorf("state backend: %w", err)
 			}
+			kt := &keyedTimers[K]{backend: be, wm: MinWatermark}
+			if h, ok := op.(TimerHandler[K]); ok {
+				kt.handler = h
+			}
+			oc.timers = kt
 			enc := keygroup.EncoderFor[K]()
 			maxP := uint64(oc.MaxParallelism)
 			var buf []byte
 			return func(v In) {
-				buf = enc(buf[:0], key(v))
-				be.SetCurrentKey(int(keygroup.Hash(buf)%maxP), buf)
-			}, be, nil
+				k := key(v)
+				buf = enc(buf[:0], k)
+				kt.setCurrent(k, buf, int(keygroup.Hash(buf)%maxP))
+			}, be, kt, nil
 		}
 		return l, l, nil
 	}

@@ -46,12 +46,20 @@ type task struct {
 	linger  time.Duration
 	flushAt time.Time
 
+	timers []timerSlot // keyed operators' timer services, for processing time
+	wake   *time.Timer // wakes an idle task for its next processing-time timer
+
 	chWm     []Timestamp // watermark per input channel
 	ended    []bool
 	idle     []bool // channel marked idle and not active since
 	nEnded   int
 	wm       Timestamp
 	headIdle bool // the task told its outputs it is idle
+}
+
+type timerSlot struct {
+	idx int // operator index, for errors
+	d   timerDriver
 }
 
 type opSlot struct {
@@ -129,6 +137,9 @@ func (t *task) run() (err error) {
 // closeOps closes the operators from index from on (those that were opened),
 // even after a failure, and reports the first error.
 func (t *task) closeOps(from int) (err error) {
+	if t.wake != nil {
+		t.wake.Stop()
+	}
 	for i := from; i < len(t.ops); i++ {
 		func() {
 			defer func() {
@@ -161,8 +172,9 @@ func (t *task) runSource() error {
 		}
 		switch st {
 		case MoreAvailable:
-			t.maybeFlush()
+			t.tick()
 		case NothingAvailable:
+			t.fireProcessingTimers(time.Now())
 			t.flush()
 		case EndOfInput:
 			t.src.emitWatermark(MaxWatermark)
@@ -180,14 +192,30 @@ func (t *task) runInputs() error {
 			}
 		}
 		if progressed {
-			t.maybeFlush()
+			t.tick()
 			continue
 		}
 		// Out of input: send what is buffered before waiting, so records never
 		// sit in a batch while the task idles.
 		t.flush()
+		var wake <-chan time.Time
+		if next, ok := t.nextProcessingTimer(); ok {
+			d := time.Until(next.Time())
+			if d <= 0 {
+				t.fireProcessingTimers(time.Now())
+				continue
+			}
+			if t.wake == nil {
+				t.wake = time.NewTimer(d)
+			} else {
+				t.wake.Reset(d)
+			}
+			wake = t.wake.C
+		}
 		select {
 		case <-t.notify:
+		case <-wake:
+			t.fireProcessingTimers(time.Now())
 		case <-t.ctx.Done():
 			return t.ctx.Err()
 		}
@@ -285,14 +313,39 @@ func (t *task) activate(ch int) {
 	t.headIdle = false
 }
 
-func (t *task) maybeFlush() {
-	if len(t.writers) == 0 {
+// tick runs after each input batch or source poll: it flushes the outputs
+// once the linger time has passed and fires due processing-time timers.
+func (t *task) tick() {
+	if len(t.writers) == 0 && len(t.timers) == 0 {
 		return
 	}
-	if now := time.Now(); now.After(t.flushAt) {
+	now := time.Now()
+	if len(t.writers) > 0 && now.After(t.flushAt) {
 		t.flush()
 		t.flushAt = now.Add(t.linger)
 	}
+	t.fireProcessingTimers(now)
+}
+
+func (t *task) fireProcessingTimers(now time.Time) {
+	ts := TimestampOf(now)
+	for _, s := range t.timers {
+		t.cur = s.idx
+		if err := s.d.fireProcessing(ts); err != nil {
+			t.fail(s.idx, err)
+		}
+	}
+}
+
+func (t *task) nextProcessingTimer() (Timestamp, bool) {
+	var next Timestamp
+	found := false
+	for _, s := range t.timers {
+		if ts, ok := s.d.nextProcessing(); ok && (!found || ts < next) {
+			next, found = ts, true
+		}
+	}
+	return next, found
 }
 
 func (t *task) flush() {
@@ -314,9 +367,10 @@ type link[In any] struct {
 	outs []watermarker
 	// Keyed operators: openKeyed makes the state backend and the function that
 	// sets the current key from a record; setKey runs before every Process.
-	openKeyed func() (func(In), state.Backend, error)
+	openKeyed func() (func(In), state.Backend, timerDriver, error)
 	setKey    func(In)
 	backend   state.Backend
+	timers    timerDriver
 }
 
 func newLink[In any](b *buildCtx, op Operator[In]) *link[In] {
@@ -340,6 +394,11 @@ func (l *link[In]) EmitWatermark(wm Timestamp) {
 	t := l.t
 	prev := t.cur
 	t.cur = l.idx
+	if l.timers != nil {
+		if err := l.timers.fireEvent(wm); err != nil {
+			t.fail(l.idx, err)
+		}
+	}
 	if err := l.op.ProcessWatermark(wm); err != nil {
 		t.fail(l.idx, fmt.Errorf("watermark %v: %w", wm, err))
 	}
@@ -360,11 +419,12 @@ func (l *link[In]) open(ctx context.Context) error {
 		return errors.New("operator factory returned nil")
 	}
 	if l.openKeyed != nil {
-		setKey, be, err := l.openKeyed()
+		setKey, be, timers, err := l.openKeyed()
 		if err != nil {
 			return err
 		}
-		l.setKey, l.backend, l.oc.state = setKey, be, be
+		l.setKey, l.backend, l.oc.state, l.timers = setKey, be, be, timers
+		l.t.timers = append(l.t.timers, timerSlot{idx: l.idx, d: timers})
 	}
 	return l.op.Open(ctx, l.oc)
 }

@@ -2,6 +2,7 @@ package operators
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/sluicedata/sluice/dataflow"
 )
@@ -13,8 +14,19 @@ type KeyedContext[K comparable, Out any] struct {
 	key K
 }
 
-// Key is the key of the record being processed.
+// Key is the key of the record being processed, or of the timer that fired.
 func (c *KeyedContext[K, Out]) Key() K { return c.key }
+
+// Timers registers and deletes timers for the current key. When one fires, the
+// function's OnTimer runs (see TimerFunction).
+func (c *KeyedContext[K, Out]) Timers() dataflow.TimerService { return c.oc.Timers() }
+
+// TimerFunction is implemented by keyed process functions that register
+// timers. In OnTimer, ctx.Key() is the timer's key, keyed state is scoped to
+// it, and for an event-time timer emitted records carry the timer's time.
+type TimerFunction[K comparable, Out any] interface {
+	OnTimer(ctx *KeyedContext[K, Out], timer dataflow.Timer) error
+}
 
 // KeyedProcessFunction handles one record of a keyed stream at a time. Declare
 // state in Open (implement Opener) with the functions of package state on
@@ -55,6 +67,20 @@ func (o *keyedProcessOp[K, In, Out]) Process(v In, ts dataflow.Timestamp) error 
 }
 
 func (o *keyedProcessOp[K, In, Out]) ProcessWatermark(dataflow.Timestamp) error { return nil }
+
+// OnTimer makes the operator a dataflow.TimerHandler.
+func (o *keyedProcessOp[K, In, Out]) OnTimer(key K, timer dataflow.Timer) error {
+	f, ok := o.fn.(TimerFunction[K, Out])
+	if !ok {
+		return fmt.Errorf("%w: the function %T has no OnTimer", dataflow.ErrNoTimerHandler, o.fn)
+	}
+	o.ctx.key = key
+	o.ctx.ts = dataflow.NoTimestamp
+	if timer.Domain == dataflow.EventTime {
+		o.ctx.ts = timer.Time
+	}
+	return f.OnTimer(&o.ctx, timer)
+}
 
 func (o *keyedProcessOp[K, In, Out]) Finish(context.Context) error {
 	if f, ok := o.fn.(Finisher[Out]); ok {
