@@ -28,6 +28,9 @@ type Config struct {
 	// StateBackend makes the keyed state backend of one keyed operator subtask;
 	// nil means state.NewHeap. Use state.NewBadger for state larger than memory.
 	StateBackend func(cfg state.Config) (state.Backend, error)
+	// Clock is the processing-time clock of timers; nil means time.Now.
+	// TestHarness scripts it.
+	Clock func() time.Time
 }
 
 // DefaultConfig returns the defaults: parallelism 1, 128 key groups, batches of
@@ -61,6 +64,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StateBackend == nil {
 		c.StateBackend = state.NewHeap
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
 	}
 	return c
 }

@@ -156,7 +156,7 @@ func AddKeyedOperator[K comparable, In, Out any](in KeyedStream[K, In], name str
 		}
 	}
 	n.ports = []*port{{typ: typeOf[Out]()}}
-	newBackend := s.job.cfg.StateBackend
+	newBackend, clock := s.job.cfg.StateBackend, s.job.cfg.Clock
 	n.build = func(b *buildCtx) (any, lifecycle, error) {
 		op := newOp(b.outs[0].(Output[Out]))
 		l := newLink(b, op)
@@ -166,7 +166,7 @@ func AddKeyedOperator[K comparable, In, Out any](in KeyedStream[K, In], name str
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("state backend: %w", err)
 			}
-			kt := &keyedTimers[K]{backend: be, wm: MinWatermark}
+			kt := &keyedTimers[K]{backend: be, wm: MinWatermark, clock: clock}
 			if h, ok := op.(TimerHandler[K]); ok {
 				kt.handler = h
 			}

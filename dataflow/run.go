@@ -95,7 +95,7 @@ func (j *Job) instantiate(c *compiled) (tasks []*task, err error) {
 
 	for _, ch := range c.chains {
 		for s := 0; s < ch.par; s++ {
-			t := &task{name: ch.name(), subtask: s, par: ch.par, linger: cfg.Linger, ops: make([]opSlot, len(ch.nodes))}
+			t := &task{name: ch.name(), subtask: s, par: ch.par, linger: cfg.Linger, clock: cfg.Clock, ops: make([]opSlot, len(ch.nodes))}
 			inputs := map[*node]any{}
 			for i := len(ch.nodes) - 1; i >= 0; i-- {
 				n := ch.nodes[i]

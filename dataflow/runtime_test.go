@@ -477,3 +477,24 @@ func TestPlanWhileRunning(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, <-errc, context.Canceled)
 }
+
+type closeRecorder struct {
+	dataflow.OperatorBase
+	closed *atomic.Bool
+}
+
+func (c *closeRecorder) Process(int, dataflow.Timestamp) error { return nil }
+func (c *closeRecorder) Close() error                          { c.closed.Store(true); return nil }
+
+func TestPanicInOpenClosesWhatWasOpened(t *testing.T) {
+	job := dataflow.NewJob("open-panic")
+	src := memory.FromSlice(job, "src", []int{1})
+	bad := dataflow.AddOperator(src, "bad-open", func(out dataflow.Output[int]) dataflow.Operator[int] {
+		return &opFunc[int]{open: func(*dataflow.OperatorContext) error { panic("cannot open") }}
+	})
+	var sinkClosed atomic.Bool
+	dataflow.AddSink(bad, "sink", func() dataflow.Operator[int] { return &closeRecorder{closed: &sinkClosed} })
+	err := job.Run(context.Background())
+	require.ErrorContains(t, err, `operator "bad-open" (subtask 1/1): panic: cannot open`)
+	require.True(t, sinkClosed.Load(), "the sink, opened before the panic, is closed")
+}

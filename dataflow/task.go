@@ -34,6 +34,7 @@ type task struct {
 	subtask int
 	par     int
 	ops     []opSlot
+	opened  int  // ops from this index on were opened and must be closed
 	cur     int  // index in ops of the operator running user code, for errors
 	polling bool // records are flowing: a failure has a source position
 
@@ -48,6 +49,7 @@ type task struct {
 
 	timers []timerSlot // keyed operators' timer services, for processing time
 	wake   *time.Timer // wakes an idle task for its next processing-time timer
+	clock  func() time.Time
 
 	chWm     []Timestamp // watermark per input channel
 	ended    []bool
@@ -104,25 +106,17 @@ func (t *task) recovered(r any) error {
 
 // run executes the task until end of input, failure or cancellation.
 func (t *task) run() (err error) {
-	opened := len(t.ops)
 	defer func() {
 		if r := recover(); r != nil {
 			err = t.recovered(r)
 		}
-		if cerr := t.closeOps(opened); err == nil {
+		if cerr := t.closeOps(); err == nil {
 			err = cerr
 		}
 	}()
-	// Open from the tail, so every operator is ready before anything reaches it.
-	for i := len(t.ops) - 1; i >= 0; i-- {
-		t.cur = i
-		opened = i
-		if err := t.ops[i].life.open(t.ctx); err != nil {
-			return t.opErr(i, fmt.Errorf("open: %w", err))
-		}
+	if err := t.open(); err != nil {
+		return err
 	}
-	t.wm = MinWatermark
-	t.flushAt = time.Now().Add(t.linger)
 	if t.src != nil {
 		err = t.runSource()
 	} else {
@@ -134,12 +128,41 @@ func (t *task) run() (err error) {
 	return t.finish()
 }
 
-// closeOps closes the operators from index from on (those that were opened),
-// even after a failure, and reports the first error.
-func (t *task) closeOps(from int) (err error) {
+// open opens the operators from the tail, so every operator is ready before
+// anything reaches it. t.opened tracks the first one opened (or tried), so
+// that closeOps closes exactly those, even after a panic.
+func (t *task) open() error {
+	t.opened = len(t.ops)
+	for i := len(t.ops) - 1; i >= 0; i-- {
+		t.cur = i
+		t.opened = i
+		if err := t.ops[i].life.open(t.ctx); err != nil {
+			return t.opErr(i, fmt.Errorf("open: %w", err))
+		}
+	}
+	t.wm = MinWatermark
+	t.flushAt = time.Now().Add(t.linger)
+	return nil
+}
+
+// guard runs f, turning a failure inside the task into an error.
+func (t *task) guard(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = t.recovered(r)
+		}
+	}()
+	return f()
+}
+
+// closeOps closes the operators that were opened (from t.opened on), even
+// after a failure, and reports the first error. It runs once.
+func (t *task) closeOps() (err error) {
 	if t.wake != nil {
 		t.wake.Stop()
 	}
+	from := t.opened
+	t.opened = len(t.ops)
 	for i := from; i < len(t.ops); i++ {
 		func() {
 			defer func() {
@@ -174,7 +197,7 @@ func (t *task) runSource() error {
 		case MoreAvailable:
 			t.tick()
 		case NothingAvailable:
-			t.fireProcessingTimers(time.Now())
+			t.fireProcessingTimers(t.clock())
 			t.flush()
 		case EndOfInput:
 			t.src.emitWatermark(MaxWatermark)
@@ -200,9 +223,9 @@ func (t *task) runInputs() error {
 		t.flush()
 		var wake <-chan time.Time
 		if next, ok := t.nextProcessingTimer(); ok {
-			d := time.Until(next.Time())
+			d := next.Time().Sub(t.clock())
 			if d <= 0 {
-				t.fireProcessingTimers(time.Now())
+				t.fireProcessingTimers(t.clock())
 				continue
 			}
 			if t.wake == nil {
@@ -215,7 +238,7 @@ func (t *task) runInputs() error {
 		select {
 		case <-t.notify:
 		case <-wake:
-			t.fireProcessingTimers(time.Now())
+			t.fireProcessingTimers(t.clock())
 		case <-t.ctx.Done():
 			return t.ctx.Err()
 		}
@@ -319,12 +342,15 @@ func (t *task) tick() {
 	if len(t.writers) == 0 && len(t.timers) == 0 {
 		return
 	}
-	now := time.Now()
-	if len(t.writers) > 0 && now.After(t.flushAt) {
-		t.flush()
-		t.flushAt = now.Add(t.linger)
+	if len(t.writers) > 0 {
+		if now := time.Now(); now.After(t.flushAt) {
+			t.flush()
+			t.flushAt = now.Add(t.linger)
+		}
 	}
-	t.fireProcessingTimers(now)
+	if len(t.timers) > 0 {
+		t.fireProcessingTimers(t.clock())
+	}
 }
 
 func (t *task) fireProcessingTimers(now time.Time) {

@@ -151,7 +151,7 @@ type keyedTimers[K comparable] struct {
 
 	backend state.Backend
 	handler TimerHandler[K] // nil if the operator has none
-	name    string
+	clock   func() time.Time
 }
 
 func (s *keyedTimers[K]) setCurrent(key K, enc []byte, kg int) {
@@ -161,7 +161,7 @@ func (s *keyedTimers[K]) setCurrent(key K, enc []byte, kg int) {
 
 func (s *keyedTimers[K]) CurrentWatermark() Timestamp { return s.wm }
 func (s *keyedTimers[K]) CurrentProcessingTime() Timestamp {
-	return TimestampOf(time.Now())
+	return TimestampOf(s.clock())
 }
 
 func (s *keyedTimers[K]) entry(t Timestamp) *timerEntry[K] {
