@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sluicedata/sluice/connectors/memory"
 	"github.com/sluicedata/sluice/dataflow"
@@ -102,4 +103,28 @@ func ExampleKeyGroupOf() {
 	kg := dataflow.KeyGroupOf("video-42", 128)
 	fmt.Println(kg, "owned by subtask", kg*4/128, "of 4")
 	// Output: 63 owned by subtask 1 of 4
+}
+
+// A test harness scripts event time: elements, then the watermark.
+func ExampleTestHarness() {
+	h, err := dataflow.NewTestHarness(func(in dataflow.Stream[string]) dataflow.Stream[dataflow.KV[string, int64]] {
+		return operators.Aggregate(dataflow.KeyBy(in, func(s string) string { return s }), "count", operators.Count[string]())
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer h.Close()
+	t0 := time.Date(2026, 11, 22, 13, 0, 0, 0, time.UTC)
+	_ = h.Add("a", t0)
+	_ = h.Add("a", t0.Add(time.Second))
+	_ = h.AdvanceWatermark(t0.Add(time.Second))
+	for _, r := range h.Output() {
+		fmt.Println(r.Value, r.Timestamp.Time().Format(time.TimeOnly))
+	}
+	fmt.Println(h.Watermarks()[0].Time().Format(time.TimeOnly))
+	// Output:
+	// {Key:a Value:1} 13:00:00
+	// {Key:a Value:2} 13:00:01
+	// 13:00:01
 }

@@ -114,7 +114,8 @@ func AddSource[T any](job *Job, name string, newSource func() Source[T], opts ..
 		if src == nil {
 			return nil, nil, fmt.Errorf("source factory returned nil")
 		}
-		return nil, &sourceNode[T]{src: src, out: b.outs[0].(Output[T]), oc: b.oc}, nil
+		out := &monotonicOutput[T]{Output: b.outs[0].(Output[T]), last: MinWatermark}
+		return nil, &sourceNode[T]{src: src, out: out, oc: b.oc}, nil
 	}
 	return Stream[T]{job: job, srcs: []outRef{{n, n.ports[0]}}}
 }
@@ -221,6 +222,27 @@ func addConsumer[In any](in Stream[In], name string, kind nodeKind, nilFn bool, 
 		n.inputs = append(n.inputs, e)
 	}
 	return n
+}
+
+// monotonicOutput is a source's output: it drops watermarks that do not
+// advance, so a watermark never goes backwards even into chained operators.
+// After MarkIdle an equal watermark passes: it announces the source is back.
+type monotonicOutput[T any] struct {
+	Output[T]
+	last Timestamp
+	idle bool
+}
+
+func (o *monotonicOutput[T]) EmitWatermark(wm Timestamp) {
+	if wm > o.last || o.idle && wm == o.last {
+		o.last, o.idle = wm, false
+		o.Output.EmitWatermark(wm)
+	}
+}
+
+func (o *monotonicOutput[T]) MarkIdle() {
+	o.idle = true
+	o.Output.MarkIdle()
 }
 
 type discard[T any] struct{}
