@@ -124,7 +124,7 @@ func ExampleTestHarness() {
 	}
 	fmt.Println(h.Watermarks()[0].Time().Format(time.TimeOnly))
 	// Output:
-	// {Key:a Value:1} 13:00:00
-	// {Key:a Value:2} 13:00:01
+	// {a 1} 13:00:00
+	// {a 2} 13:00:01
 	// 13:00:01
 }
