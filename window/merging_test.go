@@ -124,10 +124,7 @@ func TestMergingSetSavedForm(t *testing.T) {
 	back, err := codec.Decode(b)
 	require.NoError(t, err)
 	require.Equal(t, saved, back)
-	backend, err := state.NewHeap(state.Config{OperatorUID: "sessions", KeyGroups: keygroup.Range{Start: 0, End: keygroup.DefaultMaxParallelism}})
-	require.NoError(t, err)
-	defer backend.Close()
-	_, err = state.NewValue[[]window.SessionWindow](backend, "sessions")
+	_, err = state.NewValue[[]window.SessionWindow](newBackend(t), "sessions")
 	require.NoError(t, err)
 
 	// A restored set behaves like the original.
@@ -226,4 +223,12 @@ func pick(ts []dataflow.Timestamp, idx []int) []dataflow.Timestamp {
 		out[k] = ts[i]
 	}
 	return out
+}
+
+func newBackend(t *testing.T) state.Backend {
+	t.Helper()
+	b, err := state.NewHeap(state.Config{OperatorUID: "window-test", KeyGroups: keygroup.Range{Start: 0, End: keygroup.DefaultMaxParallelism}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	return b
 }
