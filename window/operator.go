@@ -55,6 +55,13 @@ func With(opts ...dataflow.Option) Option {
 // "windows", and for sessions the key's sessions, named "sessions"), and the
 // firing times are keyed timers.
 //
+// The operator folds records into an accumulator read from state and writes
+// it back. Accumulators that hold references (the maps of TopN and
+// CountDistinct) are changed in place, which state.Map does not yet guard
+// against a snapshot captured before the change; before checkpoints take
+// snapshots of running jobs, state.Map must copy such values on their first
+// write after a capture, as Reducing and Aggregating already do.
+//
 // A record without a timestamp fails the job (event time is required), and so
 // does one at dataflow.MaxWatermark. A timestamp of 0 is an ordinary time,
 // 1970-01-01T00:00:00Z.
@@ -72,6 +79,11 @@ func Aggregate[K comparable, In, Acc, Out any](in dataflow.KeyedStream[K, In], n
 		}
 		if err := ValidateLateness(c.lateness); err != nil {
 			job.ReportError(name, err)
+		}
+		if v, ok := agg.(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				job.ReportError(name, err)
+			}
 		}
 		if c.lateType != nil && c.lateType != reflect.TypeFor[In]() {
 			job.ReportError(name, fmt.Errorf("%w: late output of %s records, but the operator reads %s", ErrInvalidWindow, c.lateType, reflect.TypeFor[In]()))

@@ -279,3 +279,32 @@ func (s *resultSink) Process(r window.Result[string, int64], _ dataflow.Timestam
 	}
 	return nil
 }
+
+func TestInvalidAggregationIsABuildError(t *testing.T) {
+	job := dataflow.NewJob("bad-agg")
+	src := memory.FromSlice(job, "src", []click{{"a", 1}})
+	res := window.Aggregate(dataflow.KeyBy(src, func(c click) string { return c.User }), "top", window.Tumbling(time.Second),
+		window.TopN[click, string](0, func(c click) string { return c.User }))
+	memory.Discard(res, "sink")
+	err := job.Validate()
+	require.ErrorIs(t, err, window.ErrInvalidAggregation)
+	require.ErrorContains(t, err, `operator "top"`)
+}
+
+func TestTopNPerWindow(t *testing.T) {
+	h, err := dataflow.NewTestHarness(func(in dataflow.Stream[click]) dataflow.Stream[window.Result[bool, []window.KeyCount[string]]] {
+		all := dataflow.KeyBy(in, func(click) bool { return true })
+		return window.Aggregate(all, "top-users", window.Tumbling(time.Minute), window.TopN(2, func(c click) string { return c.User }))
+	})
+	require.NoError(t, err)
+	defer h.Close()
+	for i, u := range []string{"a", "b", "a", "c", "b", "a"} {
+		require.NoError(t, h.Add(click{u, i}, atSec(float64(i))))
+	}
+	require.NoError(t, h.Add(click{"z", 9}, atSec(61)))
+	require.NoError(t, h.Finish())
+	out := h.Values()
+	require.Len(t, out, 2)
+	require.Equal(t, []window.KeyCount[string]{{Key: "a", Count: 3}, {Key: "b", Count: 2}}, out[0].Value)
+	require.Equal(t, []window.KeyCount[string]{{Key: "z", Count: 1}}, out[1].Value)
+}
