@@ -66,11 +66,6 @@ var ErrNoTimerHandler = errors.New("dataflow: a timer fired but the operator has
 // that are not keyed.
 func (oc *OperatorContext) Timers() TimerService { return oc.timers }
 
-type timerKey struct {
-	t   Timestamp
-	key string // encoded key
-}
-
 type timerEntry[K comparable] struct {
 	t   Timestamp
 	enc string
@@ -79,11 +74,12 @@ type timerEntry[K comparable] struct {
 	idx int
 }
 
-// timerQueue is a min-heap of timers by (time, encoded key), with a set for
-// deduplication and deletion.
+// timerQueue is a min-heap of timers by (time, encoded key), with a set by
+// time then encoded key for deduplication and deletion. Registering a timer
+// that exists (the common case: one per record) allocates nothing.
 type timerQueue[K comparable] struct {
 	h   []*timerEntry[K]
-	set map[timerKey]*timerEntry[K]
+	set map[Timestamp]map[string]*timerEntry[K]
 }
 
 func (q *timerQueue[K]) Len() int { return len(q.h) }
@@ -109,22 +105,35 @@ func (q *timerQueue[K]) Pop() any {
 	return e
 }
 
-func (q *timerQueue[K]) add(e *timerEntry[K]) {
+// add registers a timer at t for the key (enc, key, kg) unless it exists.
+func (q *timerQueue[K]) add(t Timestamp, enc []byte, key K, kg int) {
 	if q.set == nil {
-		q.set = map[timerKey]*timerEntry[K]{}
+		q.set = map[Timestamp]map[string]*timerEntry[K]{}
 	}
-	id := timerKey{e.t, e.enc}
-	if _, ok := q.set[id]; ok {
+	byKey := q.set[t]
+	if _, ok := byKey[string(enc)]; ok {
 		return
 	}
-	q.set[id] = e
+	if byKey == nil {
+		byKey = map[string]*timerEntry[K]{}
+		q.set[t] = byKey
+	}
+	e := &timerEntry[K]{t: t, enc: string(enc), key: key, kg: kg}
+	byKey[e.enc] = e
 	heap.Push(q, e)
 }
 
-func (q *timerQueue[K]) remove(t Timestamp, enc string) {
-	id := timerKey{t, enc}
-	if e, ok := q.set[id]; ok {
-		delete(q.set, id)
+func (q *timerQueue[K]) forget(e *timerEntry[K]) {
+	byKey := q.set[e.t]
+	delete(byKey, e.enc)
+	if len(byKey) == 0 {
+		delete(q.set, e.t)
+	}
+}
+
+func (q *timerQueue[K]) remove(t Timestamp, enc []byte) {
+	if e, ok := q.set[t][string(enc)]; ok {
+		q.forget(e)
 		heap.Remove(q, e.idx)
 	}
 }
@@ -135,7 +144,7 @@ func (q *timerQueue[K]) popDue(t Timestamp) *timerEntry[K] {
 		return nil
 	}
 	e := heap.Pop(q).(*timerEntry[K])
-	delete(q.set, timerKey{e.t, e.enc})
+	q.forget(e)
 	return e
 }
 
@@ -164,14 +173,14 @@ func (s *keyedTimers[K]) CurrentProcessingTime() Timestamp {
 	return TimestampOf(s.clock())
 }
 
-func (s *keyedTimers[K]) entry(t Timestamp) *timerEntry[K] {
-	return &timerEntry[K]{t: t, enc: string(s.enc), key: s.key, kg: s.kg}
+func (s *keyedTimers[K]) RegisterEventTimeTimer(t Timestamp) {
+	s.event.add(t, s.enc, s.key, s.kg)
 }
-
-func (s *keyedTimers[K]) RegisterEventTimeTimer(t Timestamp)      { s.event.add(s.entry(t)) }
-func (s *keyedTimers[K]) RegisterProcessingTimeTimer(t Timestamp) { s.proc.add(s.entry(t)) }
-func (s *keyedTimers[K]) DeleteEventTimeTimer(t Timestamp)        { s.event.remove(t, string(s.enc)) }
-func (s *keyedTimers[K]) DeleteProcessingTimeTimer(t Timestamp)   { s.proc.remove(t, string(s.enc)) }
+func (s *keyedTimers[K]) RegisterProcessingTimeTimer(t Timestamp) {
+	s.proc.add(t, s.enc, s.key, s.kg)
+}
+func (s *keyedTimers[K]) DeleteEventTimeTimer(t Timestamp)      { s.event.remove(t, s.enc) }
+func (s *keyedTimers[K]) DeleteProcessingTimeTimer(t Timestamp) { s.proc.remove(t, s.enc) }
 
 // fire runs every timer of q due at or before t, in order, including timers
 // registered while firing.

@@ -196,10 +196,13 @@ func (o *windowOp[K, In, Acc, Out]) add(w, stateWin Window, v In) error {
 	if w.MaxTimestamp() <= o.timers.CurrentWatermark() {
 		// Late within the allowed lateness: fire again with the update.
 		o.emit(w, acc)
-	} else {
+	} else if !ok || o.assigner.IsMerging() {
+		// A window's timers exist exactly while its state does, so they are
+		// registered when the state is created; a session's extent may have
+		// changed with this record, so its timers are registered every time.
 		o.timers.RegisterEventTimeTimer(w.MaxTimestamp())
 	}
-	if o.cfg.lateness > 0 {
+	if o.cfg.lateness > 0 && (!ok || o.assigner.IsMerging()) {
 		o.timers.RegisterEventTimeTimer(w.CleanupTime(o.cfg.lateness))
 	}
 	return nil
