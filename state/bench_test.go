@@ -265,6 +265,23 @@ func BenchmarkBig10M(b *testing.B) {
 	uniRate := run(uniform)
 	zipfRate := run(zipf)
 	b.StopTimer()
+	// Same-run baseline: Badger's own point reads of the same keys in the same
+	// store, through one read transaction, without the cache.
+	b.Logf("store levels:\n%s", state.BadgerLevels(bdg))
+	get, done := state.BadgerRawReader(bdg, "count")
+	found := 0
+	t1 := time.Now()
+	for _, k := range uniform {
+		key := keyOf(k)
+		ok, err := get(keygroup.Of(key, maxPar), key)
+		require.NoError(b, err)
+		if ok {
+			found++
+		}
+	}
+	rawRead := float64(len(uniform)) / time.Since(t1).Seconds()
+	done()
+	b.Logf("raw reads found %d of %d keys in the store", found, len(uniform))
 	runtime.GC()
 	rss, hwm := rssBytes("VmRSS"), rssBytes("VmHWM")
 	require.NoError(b, bdg.Close())
@@ -287,6 +304,8 @@ func BenchmarkBig10M(b *testing.B) {
 	b.ReportMetric(zipfRate, "badger_zipf_updates/s")
 	b.ReportMetric(mapUni, "map_uniform_updates/s")
 	b.ReportMetric(uniRate/mapUni, "uniform_x_of_map")
+	b.ReportMetric(rawRead, "raw_badger_reads/s")
+	b.ReportMetric(uniRate/rawRead, "uniform_x_of_raw_reads")
 	b.ReportMetric(zipfRate/mapZipf, "zipf_x_of_map")
 	b.ReportMetric(rss/(1<<20), "rss_MiB")
 	b.ReportMetric(hwm/(1<<20), "peak_rss_MiB")
