@@ -66,6 +66,7 @@ type badgerStore struct {
 	cacheEntries int
 	rtxn         *badger.Txn // the owner's view of the store, renewed after each flush
 	inflight     *flushJob   // the batch being committed, if any
+	spareRows    []batchRow  // the last committed batch's rows, for reuse
 	kbuf         []byte
 }
 
@@ -99,7 +100,8 @@ func NewBadger(cfg Config, bc BadgerConfig) (Backend, error) {
 		WithNumMemtables(2).
 		WithValueThreshold(min(64<<10, bc.MemTableSize/100)).
 		WithBlockCacheSize(bc.BlockCacheSize).
-		WithNumCompactors(2)
+		WithNumCompactors(2).
+		WithMetricsEnabled(false)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("state: badger: open %s: %w", bc.Dir, err)
@@ -137,7 +139,18 @@ func (st *badgerStore) appendKey(dst []byte, kg uint16, bname, key []byte) []byt
 // readKey calls fn with the rows of one key: one row (nil map key) for a
 // non-map state, every entry for a map state.
 func (st *badgerStore) readKey(txn *badger.Txn, kg uint16, bname, key []byte, isMap bool, fn func(mk []byte, ts int64, payload []byte) error) error {
-	k := st.appendKey(nil, kg, bname, key)
+	_, err := st.readKeyBuf(nil, txn, kg, bname, key, isMap, fn)
+	return err
+}
+
+// readKeyBuf is readKey building the store key in buf, which it returns for
+// reuse (the owner's reads do not allocate it each time).
+func (st *badgerStore) readKeyBuf(buf []byte, txn *badger.Txn, kg uint16, bname, key []byte, isMap bool, fn func(mk []byte, ts int64, payload []byte) error) ([]byte, error) {
+	k := st.appendKey(buf[:0], kg, bname, key)
+	return k, st.readRows(txn, k, isMap, fn)
+}
+
+func (st *badgerStore) readRows(txn *badger.Txn, k []byte, isMap bool, fn func(mk []byte, ts int64, payload []byte) error) error {
 	if !isMap {
 		item, err := txn.Get(k)
 		if err == badger.ErrKeyNotFound {
@@ -188,7 +201,8 @@ func (t *table[S]) load() (*entry[S], error) {
 		return e, nil
 	}
 	e := &entry[S]{kg: c.kg, ver: c.epoch, absent: true}
-	err := st.readKey(st.rtxn, c.kg, t.bname, c.key, t.ops.isMap(), func(mk []byte, ts int64, payload []byte) error {
+	var err error
+	st.kbuf, err = st.readKeyBuf(st.kbuf, st.rtxn, c.kg, t.bname, c.key, t.ops.isMap(), func(mk []byte, ts int64, payload []byte) error {
 		e.absent = false
 		e.ts = max(e.ts, ts)
 		if mk != nil {
@@ -207,13 +221,63 @@ func (t *table[S]) load() (*entry[S], error) {
 	return e, nil
 }
 
-// batchWriter collects a flush in a WriteBatch; keys and values are carved out
-// of arenas that are not reused until the batch is flushed.
+// batchWriter collects a flush; keys and values are carved out of arenas that
+// are not reused until the batch is written. With wb set (restore) rows go
+// straight to it; without (eviction), they wait in rows and commit writes
+// them on the background goroutine, so that the task does not pay for
+// Badger's transaction bookkeeping.
 type batchWriter struct {
 	st          *badgerStore
 	wb          *badger.WriteBatch
+	rows        []batchRow
 	arena       []byte
 	tmp, kb, pb []byte
+}
+
+// batchRow is one row of a deferred batch: a set, or a delete.
+type batchRow struct {
+	key, val  []byte
+	expiresAt uint64
+	del       bool
+}
+
+func (w *batchWriter) set(key, val []byte, expiresAt uint64) error {
+	if w.wb != nil {
+		e := badger.NewEntry(key, val)
+		e.ExpiresAt = expiresAt
+		return w.wb.SetEntry(e)
+	}
+	w.rows = append(w.rows, batchRow{key: key, val: val, expiresAt: expiresAt})
+	return nil
+}
+
+func (w *batchWriter) del(key []byte) error {
+	if w.wb != nil {
+		return w.wb.Delete(key)
+	}
+	w.rows = append(w.rows, batchRow{key: key, del: true})
+	return nil
+}
+
+// commit writes the deferred rows in one WriteBatch and waits for it.
+func (w *batchWriter) commit() error {
+	wb := w.st.db.NewWriteBatch()
+	defer wb.Cancel()
+	for i := range w.rows {
+		r := &w.rows[i]
+		var err error
+		if r.del {
+			err = wb.Delete(r.key)
+		} else {
+			e := badger.NewEntry(r.key, r.val)
+			e.ExpiresAt = r.expiresAt
+			err = wb.SetEntry(e)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
 }
 
 func (w *batchWriter) alloc(b []byte) []byte {
@@ -238,18 +302,18 @@ func (t *table[S]) flushEntry(w *batchWriter, e *entry[S]) error {
 	if !t.ops.isMap() {
 		var err error
 		if e.absent {
-			err = w.wb.Delete(w.alloc(kb))
+			err = w.del(w.alloc(kb))
 		} else {
 			if w.pb, err = t.ops.encode(w.pb[:0], e.v); err != nil {
 				return fmt.Errorf("state %q: %w: %v", t.name, ErrCodec, err)
 			}
-			be := badger.NewEntry(w.alloc(kb), w.value(e.ts, w.pb))
+			var expiresAt uint64
 			if t.ttl > 0 && t.c.realClock {
 				// Let compaction drop the row once expired (1s after, as
 				// Badger counts in seconds); reads check the TTL themselves.
-				be.ExpiresAt = uint64((e.ts+t.ttl)/int64(time.Second)) + 1
+				expiresAt = uint64((e.ts+t.ttl)/int64(time.Second)) + 1
 			}
-			err = w.wb.SetEntry(be)
+			err = w.set(w.alloc(kb), w.value(e.ts, w.pb), expiresAt)
 		}
 		if err != nil {
 			return err
@@ -261,7 +325,7 @@ func (t *table[S]) flushEntry(w *batchWriter, e *entry[S]) error {
 	cur := map[string]struct{}{}
 	err := t.ops.mapRows(e.v, w.pb, func(mk, payload []byte) error {
 		cur[string(mk)] = struct{}{}
-		return w.wb.Set(w.alloc(append(kb, mk...)), w.value(e.ts, payload))
+		return w.set(w.alloc(append(kb, mk...)), w.value(e.ts, payload), 0)
 	})
 	if err != nil {
 		return fmt.Errorf("state %q: %w", t.name, err)
@@ -270,7 +334,7 @@ func (t *table[S]) flushEntry(w *batchWriter, e *entry[S]) error {
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		if _, ok := cur[string(it.Item().Key()[len(kb):])]; !ok {
-			if err := w.wb.Delete(it.Item().KeyCopy(nil)); err != nil {
+			if err := w.del(it.Item().KeyCopy(nil)); err != nil {
 				return err
 			}
 		}
@@ -322,7 +386,8 @@ func (st *badgerStore) shrink(c *core) error {
 	if err := st.settle(c); err != nil {
 		return err
 	}
-	w := &batchWriter{st: st, wb: st.db.NewWriteBatch()}
+	w := &batchWriter{st: st, rows: st.spareRows[:0]}
+	st.spareRows = nil
 	need := c.entries - st.cacheEntries*3/4
 	for _, t := range c.order {
 		if need <= 0 {
@@ -330,17 +395,16 @@ func (st *badgerStore) shrink(c *core) error {
 		}
 		n, err := t.evict(need, w)
 		if err != nil {
-			w.wb.Cancel()
 			return err
 		}
 		need -= n
 	}
 	c.keySeq++ // handles must look their entries up again
-	job := &flushJob{done: make(chan struct{})}
+	job := &flushJob{done: make(chan struct{}), w: w}
 	st.inflight = job
 	go func() {
 		defer close(job.done)
-		job.err = w.wb.Flush()
+		job.err = w.commit()
 	}()
 	return nil
 }
@@ -348,6 +412,7 @@ func (st *badgerStore) shrink(c *core) error {
 // flushJob is a batch being committed in the background.
 type flushJob struct {
 	done chan struct{}
+	w    *batchWriter
 	err  error
 }
 
@@ -360,6 +425,8 @@ func (st *badgerStore) settle(c *core) error {
 	}
 	<-job.done
 	st.inflight = nil
+	clear(job.w.rows) // drop the references into the arenas
+	st.spareRows = job.w.rows[:0]
 	for _, t := range c.order {
 		t.settled()
 	}
