@@ -34,7 +34,7 @@ func viewTime(v view) time.Time { return v.At.Time() }
 // count) once the events pass its end.
 func handWindows(n int64, size, slide dataflow.Timestamp) (results int64) {
 	open := map[dataflow.Timestamp]map[int64]int64{} // window start -> key -> count
-	firstOpen := -size + slide // the first window holding time 0 starts before it
+	firstOpen := -size + slide                       // the first window holding time 0 starts before it
 	for seq := int64(0); seq < n; seq++ {
 		v := genView(seq)
 		// Fire windows whose end has passed.
