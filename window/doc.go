@@ -74,9 +74,28 @@
 // commutative, as merging sessions requires. TopN and CountDistinct are exact:
 // their accumulators hold every distinct key of a window.
 //
+// # Operators
+//
+// Aggregate folds each window incrementally with an AggregateFunction;
+// Process keeps a window's records and hands them to a function when it
+// fires. Both emit Result values carrying the key, the window (start and end)
+// and the value, with the window's MaxTimestamp as event time. Window
+// contents, trigger counters and sessions are keyed state; firing times are
+// keyed timers.
+//
+// A Trigger decides when a window fires: EventTimeTrigger (the default: when
+// the watermark passes the window's end, and again for each record within
+// AllowedLateness), ProcessingTimeTrigger, CountTrigger,
+// ContinuousEventTimeTrigger (early results every interval), Purging (each
+// firing drops the window's contents), and custom triggers through the
+// Trigger interface. CountWindows is a global window with a purging count
+// trigger. Records later than their windows' allowed lateness go to the
+// LateOutput side output if one is set, and are counted either way
+// (LateRecords).
+//
 // # Still to come
 //
-// Triggers other than the event-time trigger (processing time, count, early
-// and continuous firing, purging, custom), processing-time and count windows,
-// and full-window process functions.
+// Processing-time assigners, evictors, and triggers for merging windows other
+// than the event- and processing-time ones (a trigger must implement
+// MergingTrigger to be used with sessions).
 package window
