@@ -26,12 +26,6 @@
 // refused at declaration with ErrUnsupportedType. Handles return errors (a
 // Badger read can fail); on the heap backend they never fail once the key is set.
 //
-// Values passed to and returned by handles belong to the backend: do not
-// modify a value after Update, or one returned by Get (List.Get returns a
-// copy). The heap backend keeps values as typed Go values and never encodes on
-// access. Reduce and aggregate functions may change their accumulator in
-// place: when a snapshot may still read it, the backend gives them a copy first.
-//
 // The Badger backend keeps a write-back cache of decoded entries in front of
 // Badger (BadgerConfig.CacheEntries, over all states of the backend). Reads of
 // uncached keys go to Badger; when the cache is full, a quarter of it is
@@ -44,6 +38,39 @@
 // when the backend opens, and state comes back only through Restore. Its keys
 // are [operator uid][key group][state name][key][map key], so key groups are
 // contiguous ranges.
+//
+// # Ownership
+//
+// A value read from a handle (returned by Value.Get or Map.Get, given to
+// Map.Range's function, or an element of the list List.Get returns, itself a
+// new slice) may be changed in place by the caller, the way an aggregate
+// function changes its accumulator, provided that the change is written back
+// (Value.Update, Map.Put, List.Update) and that the value is not changed after
+// the backend's next Snapshot: read it again then. A read-modify-write within
+// one record or timer (Get, change, Update or Put) always meets both. A change
+// not written back is not tracked: it may be missing from snapshots, and on
+// Badger it is lost when the entry leaves the cache. A value passed to
+// Value.Update or Map.Put, or an element passed to List.Add or List.Update
+// (which copy the slice, not what elements reference), belongs to the backend
+// in the same way: it must not be changed after the next Snapshot. The
+// results of Reducing.Get and Aggregating.Get must not be changed at all.
+// Reduce and aggregate functions may change their accumulator in place.
+//
+// Snapshots are unaffected by these changes. The first Value.Get, Map.Get,
+// Map.Range or List.Get of a key after a Snapshot copies the key's value if
+// the values it hands out hold references (pointers, slices, maps or
+// interfaces anywhere in the type, or for a Map in its value type, for a List
+// in its element type; time.Time does not count), and so does the first write
+// that changes the stored value rather than replacing it (List.Add, Map.Put,
+// Map.Remove, Reducing.Add, Aggregating.Add). Copies are deep: a round trip
+// through the state's codec of the value (a Map's whole map, value by value;
+// a List's elements), so fields the codec does not save come back as zero
+// values and interfaces as the codec decodes them, as after a restore. Later
+// reads and writes of that key until the next Snapshot copy nothing, so a key
+// costs at most one copy per snapshot. Values without references (numbers,
+// strings, structs and arrays of those) are never copied on read: handles
+// return them by value. The heap backend keeps values as typed Go values and
+// encodes them only for snapshots and for these copies.
 //
 // # TTL
 //

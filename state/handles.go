@@ -6,6 +6,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -24,9 +25,11 @@ func NewValue[T any](b Backend, name string, opts ...Option) (*Value[T], error) 
 	return &Value[T]{t}, nil
 }
 
-// Get returns the current key's value and whether it exists (and has not expired).
+// Get returns the current key's value and whether it exists (and has not
+// expired). The caller may change the value in place and write it back with
+// Update (see the package documentation, Ownership).
 func (v *Value[T]) Get() (T, bool, error) {
-	e, err := v.t.read()
+	e, err := v.t.readOwned()
 	if e == nil {
 		var zero T
 		return zero, false, err
@@ -34,7 +37,8 @@ func (v *Value[T]) Get() (T, bool, error) {
 	return e.v, true, nil
 }
 
-// Update sets the current key's value. x must not be modified afterwards.
+// Update sets the current key's value. x must not be modified after the
+// backend's next Snapshot; read it again with Get to change it then.
 func (v *Value[T]) Update(x T) error {
 	e, err := v.t.forWrite(false)
 	if err != nil {
@@ -55,7 +59,7 @@ type List[T any] struct{ t *table[[]T] }
 func NewList[T any](b Backend, name string, opts ...Option) (*List[T], error) {
 	t, err := declare(b, name, kindList, reflect.TypeFor[*List[T]](), opts, func(o *declOptions) (valueOps[[]T], error) {
 		c, err := codecFor[T](o)
-		return listOps[T]{c}, err
+		return listOps[T]{c: c, deep: deepType[T]()}, err
 	})
 	if err != nil {
 		return nil, err
@@ -63,9 +67,12 @@ func NewList[T any](b Backend, name string, opts ...Option) (*List[T], error) {
 	return &List[T]{t}, nil
 }
 
-// Get returns a copy of the current key's list (nil if empty or expired).
+// Get returns a copy of the current key's list (nil if empty or expired). The
+// copy is shallow: elements holding references share them with the stored
+// list, so the caller may change them in place and write the list back with
+// Update (see the package documentation, Ownership).
 func (l *List[T]) Get() ([]T, error) {
-	e, err := l.t.read()
+	e, err := l.t.readOwned()
 	if e == nil {
 		return nil, err
 	}
@@ -117,7 +124,7 @@ func NewMap[K comparable, V any](b Backend, name string, opts ...Option) (*Map[K
 			return nil, fmt.Errorf("map key: %w", err)
 		}
 		c, err := codecFor[V](o)
-		return mapOps[K, V]{enc: keygroup.EncoderFor[K](), codec: c}, err
+		return mapOps[K, V]{enc: keygroup.EncoderFor[K](), codec: c, deep: deepType[V]()}, err
 	})
 	if err != nil {
 		return nil, err
@@ -125,9 +132,11 @@ func NewMap[K comparable, V any](b Backend, name string, opts ...Option) (*Map[K
 	return &Map[K, V]{t}, nil
 }
 
-// Get returns the value of k in the current key's map.
+// Get returns the value of k in the current key's map. The caller may change
+// the value in place and write it back with Put (see the package
+// documentation, Ownership).
 func (m *Map[K, V]) Get(k K) (V, bool, error) {
-	e, err := m.t.read()
+	e, err := m.t.readOwned()
 	if e == nil {
 		var zero V
 		return zero, false, err
@@ -179,9 +188,11 @@ func (m *Map[K, V]) Len() (int, error) {
 }
 
 // Range calls fn for each entry of the current key's map, in no particular
-// order, until fn returns false. fn must not change the state.
+// order, until fn returns false. fn must not change the state; the values it
+// is given may be changed in place and written back with Put after Range
+// returns, as those of Get.
 func (m *Map[K, V]) Range(fn func(K, V) bool) error {
-	e, err := m.t.read()
+	e, err := m.t.readOwned()
 	if e == nil {
 		return err
 	}
@@ -232,7 +243,8 @@ func (r *Reducing[T]) Add(x T) error {
 	return r.t.written(e)
 }
 
-// Get returns the current key's reduced value.
+// Get returns the current key's reduced value. It must not be modified: it is
+// the stored accumulator, and Reducing has no way to write it back.
 func (r *Reducing[T]) Get() (T, bool, error) {
 	e, err := r.t.read()
 	if e == nil {
@@ -282,7 +294,8 @@ func NewAggregating[In, Acc, Out any](b Backend, name string, agg Aggregator[In,
 // Add folds in into the current key's accumulator.
 func (a *Aggregating[In, Out]) Add(in In) error { return a.impl.add(in) }
 
-// Get returns the result of the current key's accumulator.
+// Get returns the result of the current key's accumulator. It must not be
+// modified if it shares memory with the accumulator (Result returns part of it).
 func (a *Aggregating[In, Out]) Get() (Out, bool, error) { return a.impl.get() }
 
 // Clear deletes the current key's accumulator.
@@ -319,21 +332,29 @@ func (a *aggregating[In, Acc, Out]) clear() error { return a.t.clear() }
 type plainOps[T any] struct {
 	c Codec[T]
 	// deep: T holds references (pointers, slices, maps, interfaces), which
-	// reduce and aggregate functions may change in place; copy-on-write then
-	// copies the value through the codec so a snapshot's copy stays intact.
+	// reduce and aggregate functions and callers of Get may change in place;
+	// copy-on-write then copies the value through the codec so a snapshot's
+	// copy stays intact.
 	deep bool
 }
 
 func plainOpsFor[T any](o *declOptions) (valueOps[T], error) {
 	c, err := codecFor[T](o)
-	return plainOps[T]{c: c, deep: hasRefs(typeOf[T](), map[reflect.Type]bool{})}, err
+	return plainOps[T]{c: c, deep: deepType[T]()}, err
 }
+
+// deepType reports whether T holds references that a caller could change in
+// place (hasRefs).
+func deepType[T any]() bool { return hasRefs(typeOf[T](), map[reflect.Type]bool{}) }
 
 func hasRefs(t reflect.Type, seen map[reflect.Type]bool) bool {
 	if seen[t] {
 		return false
 	}
 	seen[t] = true
+	if t == reflect.TypeFor[time.Time]() {
+		return false // its only reference, the *Location, is never changed
+	}
 	switch t.Kind() {
 	case reflect.Pointer, reflect.Slice, reflect.Map, reflect.Interface, reflect.Chan, reflect.Func, reflect.UnsafePointer:
 		return true
@@ -354,25 +375,37 @@ func (p plainOps[T]) encode(dst []byte, v T) ([]byte, error)         { return p.
 func (p plainOps[T]) decode(b []byte) (T, error)                     { return p.c.Decode(b) }
 func (plainOps[T]) mapRows(T, []byte, func(_, _ []byte) error) error { return nil }
 func (plainOps[T]) mapAdd(*T, []byte) error                          { return errNotMap }
+func (p plainOps[T]) refs() bool                                     { return p.deep }
 func (p plainOps[T]) clone(v T) T {
 	if !p.deep {
 		return v
 	}
-	b, err := p.c.Append(nil, v)
-	if err != nil {
-		return v // it will fail to encode in the snapshot too, with an error
-	}
-	c, err := p.c.Decode(b)
-	if err != nil {
-		return v
-	}
+	c, _ := cloneVia(p.c, nil, v)
 	return c
+}
+
+// cloneVia returns a deep copy of v made by encoding and decoding it with c
+// (buf is scratch space, returned for reuse). If v does not encode, it is
+// returned as is: it will fail to encode in the snapshot too, with an error.
+func cloneVia[T any](c Codec[T], buf []byte, v T) (T, []byte) {
+	b, err := c.Append(buf[:0], v)
+	if err != nil {
+		return v, buf
+	}
+	x, err := c.Decode(b)
+	if err != nil {
+		return v, b
+	}
+	return x, b
 }
 
 var errNotMap = fmt.Errorf("%w: map row for a non-map state", ErrCorrupt)
 
 // listOps encodes a list as a count and length-prefixed elements.
-type listOps[T any] struct{ c Codec[T] }
+type listOps[T any] struct {
+	c    Codec[T]
+	deep bool // T holds references: clone copies the elements too
+}
 
 func (listOps[T]) isMap() bool { return false }
 
@@ -418,15 +451,29 @@ func (l listOps[T]) decode(b []byte) ([]T, error) {
 func (listOps[T]) mapRows([]T, []byte, func(_, _ []byte) error) error { return nil }
 func (listOps[T]) mapAdd(*[]T, []byte) error                          { return errNotMap }
 
+func (l listOps[T]) refs() bool { return l.deep }
+
 // clone clips the list so the owner's next append reallocates instead of
-// writing into an array a snapshot may be reading.
-func (listOps[T]) clone(v []T) []T { return slices.Clip(v) }
+// writing into an array a snapshot may be reading. Elements holding
+// references are copied through the codec, into a new array.
+func (l listOps[T]) clone(v []T) []T {
+	if !l.deep || len(v) == 0 {
+		return slices.Clip(v)
+	}
+	out := make([]T, len(v))
+	var buf []byte
+	for i, x := range v {
+		out[i], buf = cloneVia(l.c, buf, x)
+	}
+	return out
+}
 
 // mapOps stores one row per map entry: the canonical key orders and addresses
 // it, the payload holds the msgpack key (to decode) and the value.
 type mapOps[K comparable, V any] struct {
 	enc   keygroup.Encoder[K]
 	codec Codec[V]
+	deep  bool // V holds references: clone copies the values too
 }
 
 func (mapOps[K, V]) isMap() bool                                  { return true }
@@ -472,7 +519,20 @@ func (o mapOps[K, V]) mapAdd(v *map[K]V, payload []byte) error {
 	return nil
 }
 
-func (mapOps[K, V]) clone(v map[K]V) map[K]V { return maps.Clone(v) }
+func (o mapOps[K, V]) refs() bool { return o.deep }
+
+// clone copies the map; values holding references are copied through the
+// codec. Keys are kept: they are compared, never changed in place.
+func (o mapOps[K, V]) clone(v map[K]V) map[K]V {
+	c := maps.Clone(v)
+	if o.deep {
+		var buf []byte
+		for k, x := range c {
+			c[k], buf = cloneVia(o.codec, buf, x)
+		}
+	}
+	return c
+}
 
 func appendLenPrefixed(dst, b []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(b)))

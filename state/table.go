@@ -36,8 +36,11 @@ func (k kind) String() string {
 
 // entry is one key's value of one state. Fields a snapshot reads (key, kg, v,
 // ts, absent) never change once a snapshot may reference the entry (ver older
-// than the backend's epoch): the owner copies it first. dirty and chg are
-// only touched by the owner.
+// than the backend's epoch): the owner copies it first. A copy (ops.clone) is
+// deep for values holding references, so an entry of the current epoch shares
+// nothing changeable with older entries: its value may be changed in place,
+// by the backend or by a caller that read it (table.readOwned). dirty and chg
+// are only touched by the owner.
 type entry[S any] struct {
 	key    string
 	v      S
@@ -84,8 +87,13 @@ type valueOps[S any] interface {
 	mapRows(v S, buf []byte, fn func(mapKey, payload []byte) error) error
 	// mapAdd decodes one map row into *v, creating the map if needed.
 	mapAdd(v *S, payload []byte) error
-	// clone returns a copy the owner may change without touching v.
+	// clone returns a copy the owner may change without touching v: deep (a
+	// round trip through the codec) for the parts that hold references.
 	clone(v S) S
+	// refs reports whether values handed to callers (a Value's value, a Map's
+	// values, a List's elements) hold references, so that changing them in
+	// place would change the stored value: readOwned copies such entries.
+	refs() bool
 }
 
 // tableAny is the untyped view of a table used by snapshots, restore and the cache.
@@ -124,6 +132,7 @@ type table[S any] struct {
 	seq      uint64               // c.keySeq when cur was looked up
 	cur      *entry[S]
 	bname    []byte // badger: encoded state name
+	deep     bool   // ops.refs(): reads that hand out the value own the entry first
 }
 
 func (t *table[S]) meta() *tableMeta { return &t.tableMeta }
@@ -190,6 +199,38 @@ func (t *table[S]) read() (*entry[S], error) {
 	return e, nil
 }
 
+// readOwned is read for handles that hand the stored value (or values or
+// elements inside it) to the caller, who may change it in place and write it
+// back. When the value holds references and a snapshot may still reference
+// the entry (ver older than the epoch), the entry is copied first, deeply:
+// at most once per key per snapshot, as the copy belongs to the current
+// epoch. Values without references are returned by value and never copied.
+// The copy is not a change: the key is not marked changed or dirty.
+func (t *table[S]) readOwned() (*entry[S], error) {
+	e, err := t.read()
+	if t.deep && e != nil && e.ver != t.c.epoch {
+		e = t.copyEntry(e, true)
+	}
+	return e, err
+}
+
+// copyEntry replaces e in the table with a copy of the current epoch, with a
+// copy of its value if keep (else the caller replaces it), and returns it.
+func (t *table[S]) copyEntry(e *entry[S], keep bool) *entry[S] {
+	ne := new(entry[S])
+	*ne = *e
+	if keep {
+		ne.v = t.ops.clone(e.v)
+	}
+	ne.ver = t.c.epoch
+	ne.setKeyString(e.key) // the map takes the new key, so e can be freed
+	t.m[ne.key] = ne
+	if t.cur == e {
+		t.cur = ne
+	}
+	return ne
+}
+
 // writable returns e, copied first if a snapshot may reference it, and records
 // the key as changed and dirty.
 func (t *table[S]) writable(e *entry[S]) *entry[S] { return t.writableKeep(e, true) }
@@ -198,18 +239,7 @@ func (t *table[S]) writable(e *entry[S]) *entry[S] { return t.writableKeep(e, tr
 func (t *table[S]) writableKeep(e *entry[S], keep bool) *entry[S] {
 	c := t.c
 	if e.ver != c.epoch {
-		ne := new(entry[S])
-		*ne = *e
-		if keep {
-			ne.v = t.ops.clone(e.v)
-		}
-		ne.ver = c.epoch
-		ne.setKeyString(e.key) // the map takes the new key, so e can be freed
-		t.m[ne.key] = ne
-		if t.cur == e {
-			t.cur = ne
-		}
-		e = ne
+		e = t.copyEntry(e, keep)
 	}
 	if e.chg != c.epoch {
 		e.chg = c.epoch
@@ -443,6 +473,7 @@ func declare[S any](b Backend, name string, k kind, typ reflect.Type, opts []Opt
 		tableMeta: tableMeta{name: name, kind: k, typ: typ, ttl: int64(o.ttl), rw: o.ttlRW},
 		c:         c,
 		ops:       ops,
+		deep:      ops.refs(),
 	}
 	t.reset()
 	t.bname = appendLenPrefixed(nil, []byte(name))

@@ -67,13 +67,6 @@ type LateRecords interface{ LateRecords() int64 }
 // A record without a timestamp fails the job (event time is required), and so
 // does one at dataflow.MaxWatermark. A timestamp of 0 is an ordinary time,
 // 1970-01-01T00:00:00Z.
-//
-// The operator folds records into an accumulator read from state and writes
-// it back. Accumulators that hold references (the maps of TopN and
-// CountDistinct) are changed in place, which state.Map does not yet guard
-// against a snapshot captured before the change; before checkpoints take
-// snapshots of running jobs, state.Map must copy such values on their first
-// write after a capture, as Reducing and Aggregating already do.
 func Aggregate[K comparable, In, Acc, Out any](in dataflow.KeyedStream[K, In], name string, assigner Assigner, agg operators.AggregateFunction[In, Acc, Out], opts ...Option) dataflow.Stream[Result[K, Out]] {
 	job := in.Stream().Job()
 	c := build[In](job, name, assigner, opts)
