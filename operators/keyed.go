@@ -2,6 +2,8 @@ package operators
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/sluicedata/sluice/dataflow"
 	"github.com/sluicedata/sluice/state"
@@ -58,6 +60,11 @@ func (o *reduceOp[T]) Process(v T, ts dataflow.Timestamp) error {
 // accumulator is keyed state named "aggregate" (see package state): it must be
 // a type the state codec can encode.
 func Aggregate[K comparable, In, Acc, Out any](in dataflow.KeyedStream[K, In], name string, agg AggregateFunction[In, Acc, Out], opts ...dataflow.Option) dataflow.Stream[dataflow.KV[K, Out]] {
+	if v, ok := agg.(interface{ Validate() error }); ok && in.Stream().Job() != nil {
+		if err := v.Validate(); err != nil {
+			in.Stream().Job().ReportError(name, err)
+		}
+	}
 	return dataflow.AddKeyedOperator(in, name, nilIf(agg == nil, func(out dataflow.Output[dataflow.KV[K, Out]]) dataflow.Operator[In] {
 		return &aggregateOp[K, In, Acc, Out]{key: in.KeyFunc(), agg: agg, out: out}
 	}), opts...)
@@ -93,26 +100,41 @@ func (o *aggregateOp[K, In, Acc, Out]) Process(v In, ts dataflow.Timestamp) erro
 }
 
 // Count counts records.
-func Count[T any]() AggregateFunction[T, int64, int64] { return countAgg[T]{} }
+func Count[T any]() CountFunc[T] { return CountFunc[T]{} }
 
-type countAgg[T any] struct{}
+// CountFunc is the AggregateFunction of Count.
+type CountFunc[T any] struct{}
 
-func (countAgg[T]) CreateAccumulator() int64 { return 0 }
-func (countAgg[T]) Add(acc int64, _ T) int64 { return acc + 1 }
-func (countAgg[T]) Merge(a, b int64) int64   { return a + b }
-func (countAgg[T]) Result(acc int64) int64   { return acc }
+func (CountFunc[T]) CreateAccumulator() int64 { return 0 }
+func (CountFunc[T]) Add(acc int64, _ T) int64 { return acc + 1 }
+func (CountFunc[T]) Merge(a, b int64) int64   { return a + b }
+func (CountFunc[T]) Result(acc int64) int64   { return acc }
 
 // Number is the constraint of Sum.
 type Number interface {
 	~int | ~int8 | ~int16 | ~int32 | ~int64 | ~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64 | ~float32 | ~float64
 }
 
-// Sum adds up the values that value extracts.
-func Sum[T any, N Number](value func(T) N) AggregateFunction[T, N, N] { return sumAgg[T, N]{value} }
+// ErrInvalidAggregation is wrapped by the Validate errors of aggregate
+// functions (a nil function); Aggregate reports them at build time.
+var ErrInvalidAggregation = errors.New("operators: invalid aggregation")
 
-type sumAgg[T any, N Number] struct{ value func(T) N }
+// Sum adds up the values that value extracts. An empty sum is 0; integer sums
+// wrap around on overflow, as Go's + does.
+func Sum[T any, N Number](value func(T) N) SumFunc[T, N] { return SumFunc[T, N]{value} }
 
-func (sumAgg[T, N]) CreateAccumulator() N { return 0 }
-func (s sumAgg[T, N]) Add(acc N, v T) N   { return acc + s.value(v) }
-func (sumAgg[T, N]) Merge(a, b N) N       { return a + b }
-func (sumAgg[T, N]) Result(acc N) N       { return acc }
+// SumFunc is the AggregateFunction of Sum.
+type SumFunc[T any, N Number] struct{ value func(T) N }
+
+func (SumFunc[T, N]) CreateAccumulator() N { return 0 }
+func (s SumFunc[T, N]) Add(acc N, v T) N   { return acc + s.value(v) }
+func (SumFunc[T, N]) Merge(a, b N) N       { return a + b }
+func (SumFunc[T, N]) Result(acc N) N       { return acc }
+
+// Validate reports a nil value function.
+func (s SumFunc[T, N]) Validate() error {
+	if s.value == nil {
+		return fmt.Errorf("%w: Sum's value function is nil", ErrInvalidAggregation)
+	}
+	return nil
+}

@@ -135,3 +135,12 @@ func TestNilFunctionsAreBuildErrors(t *testing.T) {
 		require.ErrorContains(t, err, `nil function: operator "`+name+`"`)
 	}
 }
+
+func TestInvalidAggregateFunctionIsABuildError(t *testing.T) {
+	job := dataflow.NewJob("bad-sum")
+	src := memory.FromSlice(job, "src", []int{1})
+	memory.Discard(operators.Aggregate(dataflow.KeyBy(src, func(v int) int { return v }), "sum", operators.Sum[int, int](nil)), "sink")
+	err := job.Validate()
+	require.ErrorIs(t, err, operators.ErrInvalidAggregation)
+	require.ErrorContains(t, err, `operator "sum": operators: invalid aggregation: Sum's value function is nil`)
+}

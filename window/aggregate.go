@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/sluicedata/sluice/operators"
 )
 
-// The ready aggregations below implement operators.AggregateFunction (this
-// package does not import operators, so the window operator can live there),
-// for windows and for the running operators.Aggregate alike. Their
+// The ready aggregations below implement operators.AggregateFunction, for
+// windows and for the running operators.Aggregate alike (Count and Sum are
+// the operators package's own). Their
 // accumulators are plain data with exported fields, so the default state codec
 // (msgpack) saves them; map keys must be types msgpack encodes as map keys
 // (strings, numbers, bools).
@@ -24,42 +26,26 @@ import (
 // nil function (and TopN a non-positive n), wrapping ErrInvalidAggregation,
 // so the operator can fail at build time.
 
-// Number is the constraint of Sum and Avg: the same type set as
-// operators.Number.
-type Number interface {
-	~int | ~int8 | ~int16 | ~int32 | ~int64 | ~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64 | ~float32 | ~float64
-}
+// Number is the constraint of Sum and Avg.
+type Number = operators.Number
 
 func nilFunc(what string) error {
 	return fmt.Errorf("%w: %s is nil", ErrInvalidAggregation, what)
 }
 
-// CountAgg counts records. Make one with Count.
-type CountAgg[T any] struct{}
+// Count counts the records of a window: operators.Count.
+func Count[T any]() operators.CountFunc[T] { return operators.Count[T]() }
 
-// Count counts the records of a window; same as operators.Count.
-func Count[T any]() CountAgg[T] { return CountAgg[T]{} }
+// SumAgg is operators.SumFunc with Validate errors wrapping this package's
+// ErrInvalidAggregation. Make one with Sum.
+type SumAgg[T any, N Number] struct{ operators.SumFunc[T, N] }
 
-func (CountAgg[T]) CreateAccumulator() int64 { return 0 }
-func (CountAgg[T]) Add(acc int64, _ T) int64 { return acc + 1 }
-func (CountAgg[T]) Merge(a, b int64) int64   { return a + b }
-func (CountAgg[T]) Result(acc int64) int64   { return acc }
-
-// SumAgg adds up values. Make one with Sum.
-type SumAgg[T any, N Number] struct{ value func(T) N }
-
-// Sum adds up the values that value extracts; same as operators.Sum. An empty
-// sum is 0. Integer sums wrap around on overflow, as Go's + does.
-func Sum[T any, N Number](value func(T) N) SumAgg[T, N] { return SumAgg[T, N]{value} }
-
-func (SumAgg[T, N]) CreateAccumulator() N { return 0 }
-func (s SumAgg[T, N]) Add(acc N, v T) N   { return acc + s.value(v) }
-func (SumAgg[T, N]) Merge(a, b N) N       { return a + b }
-func (SumAgg[T, N]) Result(acc N) N       { return acc }
+// Sum adds up the values that value extracts: operators.Sum.
+func Sum[T any, N Number](value func(T) N) SumAgg[T, N] { return SumAgg[T, N]{operators.Sum(value)} }
 
 // Validate reports a nil value function.
 func (s SumAgg[T, N]) Validate() error {
-	if s.value == nil {
+	if s.SumFunc.Validate() != nil {
 		return nilFunc("Sum's value function")
 	}
 	return nil
