@@ -197,7 +197,9 @@ func (t *task) runSource() error {
 		case MoreAvailable:
 			t.tick()
 		case NothingAvailable:
-			t.fireProcessingTimers(t.clock())
+			if len(t.timers) > 0 {
+				t.fireProcessingTimers(t.clock())
+			}
 			t.flush()
 		case EndOfInput:
 			t.src.emitWatermark(MaxWatermark)

@@ -1,8 +1,10 @@
 package window
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/sluicedata/sluice/dataflow"
 	"github.com/sluicedata/sluice/state"
@@ -248,7 +250,8 @@ func (o *core[K, In, Out]) OnTimer(key K, t dataflow.Timer) error {
 	if err := o.cont.windows(func(w Window) bool { o.visit = append(o.visit, w); return true }); err != nil {
 		return err
 	}
-	sortStarts(o.visit)
+	// Windows of one key that fire together are emitted in start order.
+	slices.SortFunc(o.visit, func(a, b Window) int { return cmp.Compare(a.Start, b.Start) })
 	for _, w := range o.visit {
 		if err := o.onWindowTimer(t, w, w); err != nil {
 			return err
@@ -305,11 +308,3 @@ func (o *core[K, In, Out]) onSessionTimer(t dataflow.Timer) error {
 func (o *core[K, In, Out]) ProcessWatermark(dataflow.Timestamp) error { return nil }
 func (o *core[K, In, Out]) Finish(context.Context) error              { return nil }
 func (o *core[K, In, Out]) Close() error                              { return nil }
-
-func sortStarts(ws []Window) {
-	for i := 1; i < len(ws); i++ {
-		for j := i; j > 0 && ws[j].Start < ws[j-1].Start; j-- {
-			ws[j], ws[j-1] = ws[j-1], ws[j]
-		}
-	}
-}

@@ -3,6 +3,7 @@ package memory_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -155,11 +156,7 @@ type failingWriter struct{}
 
 func (failingWriter) Write([]byte) (int, error) { return 0, errFull }
 
-var errFull = &fullErr{}
-
-type fullErr struct{}
-
-func (*fullErr) Error() string { return "disk full" }
+var errFull = errors.New("disk full")
 
 func TestPrintWriteErrorFailsJob(t *testing.T) {
 	job := dataflow.NewJob("print-fail")
