@@ -63,7 +63,7 @@ func NewTestHarness[In, Out any](build func(in Stream[In]) Stream[Out], cfg ...C
 		}
 		return nil, fmt.Errorf("dataflow: test harness: the pipeline must run as one task (parallelism 1, chaining enabled), got %d: %v", len(names), names)
 	}
-	tasks, err := job.instantiate(compiled)
+	tasks, err := job.instantiate(compiled, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -3,9 +3,12 @@ package dataflow
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/sluicedata/sluice/checkpoint"
 	"github.com/sluicedata/sluice/internal/keygroup"
 	"github.com/sluicedata/sluice/state"
 )
@@ -31,6 +34,31 @@ type Config struct {
 	// Clock is the processing-time clock of timers; nil means time.Now.
 	// TestHarness scripts it.
 	Clock func() time.Time
+
+	// Checkpoint configures periodic checkpoints into CheckpointStorage. With
+	// no storage there are no periodic checkpoints, but the job still takes a
+	// final checkpoint at end of input, so that two-phase sinks commit.
+	Checkpoint checkpoint.Config
+	// CheckpointStorage keeps the job's checkpoints, for example
+	// checkpoint.NewLocalStorage(dir).
+	CheckpointStorage checkpoint.Storage
+	// Restart says whether and when the job restarts after a failure: from
+	// the latest completed checkpoint, or from the start (or RestoreFrom) if
+	// there is none. nil means checkpoint.NoRestart().
+	Restart checkpoint.RestartStrategy
+	// RestoreFrom is a storage whose latest checkpoint or savepoint the job
+	// starts from: a savepoint directory (checkpoint.OpenLocalStorage), or the
+	// job's own CheckpointStorage to resume after the process was stopped.
+	// If it holds no checkpoint the job starts fresh only when it is the
+	// CheckpointStorage itself; otherwise that is an error.
+	RestoreFrom checkpoint.Storage
+	// Logger receives the job's events: restarts and their causes, failed
+	// checkpoints. nil means slog.Default().
+	Logger *slog.Logger
+
+	// AllowNonRestoredState lets a job restore from a checkpoint that has
+	// state for operators the job no longer has; that state is dropped.
+	AllowNonRestoredState bool
 }
 
 // DefaultConfig returns the defaults: parallelism 1, 128 key groups, batches of
@@ -68,6 +96,9 @@ func (c Config) withDefaults() Config {
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
 	return c
 }
 
@@ -96,12 +127,16 @@ func (c Config) Validate() error {
 //
 // A Job is built from one goroutine. Run may be called once at a time.
 type Job struct {
-	name    string
-	cfg     Config
-	nodes   []*node
-	byName  map[string]*node
-	errs    []error
-	running atomic.Bool
+	name       string
+	cfg        Config
+	nodes      []*node
+	byName     map[string]*node
+	errs       []error
+	running    atomic.Bool
+	restarts   atomic.Int64
+	active     atomic.Pointer[activeRun]
+	runMu      sync.Mutex
+	runChanged chan struct{} // closed when active changes
 }
 
 // NewJob starts an empty job. An optional Config overrides the defaults.

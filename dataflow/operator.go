@@ -91,9 +91,14 @@ type OperatorContext struct {
 	// KeyGroups is the range of key groups this subtask owns (keyed operators;
 	// for others it is the whole range divided the same way).
 	KeyGroups KeyGroupRange
-	side      map[string]any
-	state     state.Backend
-	timers    TimerService
+	// Restored is the operator's non-keyed state (see Snapshotter) when the job
+	// was restored from a checkpoint or savepoint, nil on a fresh start.
+	// Keyed state and timers are restored by the runtime before Open.
+	Restored *RestoredState
+	side     map[string]any
+	restore  *opRestore
+	state    state.Backend
+	timers   TimerService
 }
 
 // State is the keyed state backend of a keyed operator subtask: declare state
@@ -162,7 +167,7 @@ func AddKeyedOperator[K comparable, In, Out any](in KeyedStream[K, In], name str
 		op := newOp(b.outs[0].(Output[Out]))
 		l := newLink(b, op)
 		oc := b.oc
-		l.openKeyed = func() (func(In), state.Backend, timerDriver, error) {
+		l.openKeyed = func(ctx context.Context) (func(In), state.Backend, timerDriver, error) {
 			be, err := newBackend(state.Config{OperatorUID: oc.Operator, KeyGroups: oc.KeyGroups, MaxParallelism: oc.MaxParallelism})
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("state backend: %w", err)

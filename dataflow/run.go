@@ -2,8 +2,12 @@ package dataflow
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
+
+	"github.com/sluicedata/sluice/checkpoint"
 
 	"github.com/sluicedata/sluice/internal/keygroup"
 )
@@ -12,36 +16,159 @@ import (
 // and everything downstream has finished (bounded sources), the job fails, or
 // ctx is cancelled.
 //
-// On failure Run returns the first error, an *OperatorError naming the operator
-// and subtask; the other subtasks are cancelled. When ctx is cancelled Run
-// returns ctx's error. In every case all goroutines the job started have
-// returned and every opened operator has been closed before Run returns.
+// On failure Run restarts the job as Config.Restart allows, from the latest
+// completed checkpoint; when it gives up it returns the last error, an
+// *OperatorError naming the operator and subtask. When ctx is cancelled, or
+// the job is stopped (StopWithSavepoint), Run returns ctx's error or nil. In
+// every case all goroutines the job started have returned and every opened
+// operator has been closed before Run returns.
 func (j *Job) Run(ctx context.Context) error {
 	if !j.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("%w: %q", ErrAlreadyRunning, j.name)
 	}
-	defer j.running.Store(false)
+	defer func() { j.running.Store(false); j.setRun(nil) }()
 	c, err := j.compile()
 	if err != nil {
 		return err
 	}
-	tasks, err := j.instantiate(c)
+	cfg := j.cfg
+	if cfg.CheckpointStorage != nil {
+		if err := cfg.Checkpoint.Validate(); err != nil {
+			return fmt.Errorf("dataflow: job %q: %w", j.name, err)
+		}
+	}
+	if v, ok := cfg.Restart.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("dataflow: job %q: restart strategy: %w", j.name, err)
+		}
+	}
+	restart := cfg.Restart
+	if restart == nil {
+		restart = checkpoint.NoRestart()
+	}
+	var from *restoreFrom
+	if rs := cfg.RestoreFrom; rs != nil {
+		m, err := rs.Latest(ctx)
+		switch {
+		case errors.Is(err, checkpoint.ErrNoCheckpoint) && rs == cfg.CheckpointStorage:
+			// Resuming a job that never completed a checkpoint: start fresh.
+		case err != nil:
+			return fmt.Errorf("%w: job %q from %s: %w", ErrRestore, j.name, rs.Location(), err)
+		default:
+			from = &restoreFrom{storage: rs, m: m}
+		}
+	}
+	for failures := 0; ; {
+		if from != nil {
+			if err := j.checkRestore(c, from); err != nil {
+				return err
+			}
+		}
+		err := j.runOnce(ctx, c, from)
+		if errors.Is(err, errStopped) {
+			return nil
+		}
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		failures++
+		delay, ok := restart.Next(failures, err)
+		if !ok {
+			return err
+		}
+		j.restarts.Add(1)
+		cfg.Logger.Warn("job failed; restarting", "job", j.name, "attempt", failures, "delay", delay, "restart", restart, "error", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		// Restart from the latest completed checkpoint; without one, from
+		// where this run started.
+		if st := cfg.CheckpointStorage; st != nil {
+			m, lerr := st.Latest(ctx)
+			switch {
+			case lerr == nil:
+				from = &restoreFrom{storage: st, m: m}
+			case errors.Is(lerr, checkpoint.ErrNoCheckpoint):
+			default:
+				return fmt.Errorf("%w: job %q after failure (%v): latest checkpoint in %s: %w", ErrRestore, j.name, err, st.Location(), lerr)
+			}
+		}
+	}
+}
+
+// errStopped is the cancellation cause of a run stopped with a savepoint.
+var errStopped = errors.New("dataflow: job stopped")
+
+// runOnce runs the job's tasks once, restored from from if not nil.
+func (j *Job) runOnce(ctx context.Context, c *compiled, from *restoreFrom) error {
+	tasks, err := j.instantiate(c, from)
 	if err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var wg sync.WaitGroup
+	rs := &runState{tasks: tasks, stopDone: make(chan struct{})}
+	cc := checkpoint.CoordinatorConfig{Job: j.name, MaxParallelism: j.cfg.MaxParallelism, Config: j.cfg.Checkpoint,
+		Storage: j.cfg.CheckpointStorage, Tasks: len(tasks)}
+	if from != nil {
+		cc.Restored = from.m
+	}
+	for i, t := range tasks {
+		t.ctx, t.rs, t.idx, t.mail = runCtx, rs, i, newMailbox()
+		if t.src != nil {
+			cc.Sources = append(cc.Sources, i)
+		}
+	}
+	coord, err := checkpoint.NewCoordinator(ctx, cc, rs)
+	if err != nil {
+		return err
+	}
+	rs.coord = coord
+	j.setRun(&activeRun{coord: coord, cancel: cancel})
+	defer j.setRun(nil)
+	var bg sync.WaitGroup // the coordinator and the stop watcher
+	tasksDone := make(chan struct{})
+	var coordErr error
+	bg.Go(func() {
+		if coordErr = coord.Run(runCtx); coordErr != nil {
+			cancel(coordErr)
+		}
+	})
+	bg.Go(func() {
+		// A stopping savepoint ends the run once every task was told.
+		select {
+		case <-rs.stopDone:
+			cancel(errStopped)
+		case <-runCtx.Done():
+		case <-tasksDone:
+		}
+	})
+	var tg sync.WaitGroup
 	for _, t := range tasks {
-		t.ctx = runCtx
-		wg.Go(func() {
+		tg.Go(func() {
 			if err := t.run(); err != nil {
 				cancel(err) // only the first cause is kept
 			}
 		})
 	}
-	wg.Wait()
-	return context.Cause(runCtx)
+	// The tasks end after the final checkpoint completed (which also ends
+	// the coordinator), or with runCtx.
+	tg.Wait()
+	close(tasksDone)
+	err = context.Cause(runCtx)
+	// A coordinator still running (no final checkpoint happened because a
+	// task failed, or the run was stopped) ends with runCtx.
+	cancel(nil)
+	bg.Wait()
+	rs.writers.Wait()
+	if err == nil {
+		err = coordErr
+	}
+	return err
 }
 
 type buildCtx struct {
@@ -60,7 +187,7 @@ func (b *buildCtx) watermarkers() []watermarker {
 }
 
 // instantiate makes every subtask of every chain and wires the exchanges.
-func (j *Job) instantiate(c *compiled) (tasks []*task, err error) {
+func (j *Job) instantiate(c *compiled, from *restoreFrom) (tasks []*task, err error) {
 	cfg := j.cfg
 	// Channel layout of each chain head's gate: one channel per producer
 	// subtask of each input edge (one for forward edges).
@@ -104,6 +231,11 @@ func (j *Job) instantiate(c *compiled) (tasks []*task, err error) {
 					MaxParallelism: cfg.MaxParallelism, KeyGroups: keygroup.RangeFor(s, ch.par, cfg.MaxParallelism),
 					side: map[string]any{},
 				}}
+				if from != nil {
+					if op, ok := from.m.Operator(n.name); ok {
+						b.oc.restore = &opRestore{r: from, op: op}
+					}
+				}
 				for _, p := range n.ports {
 					var outs []any
 					for _, e := range p.consumers {

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/sluicedata/sluice/checkpoint"
 	"github.com/sluicedata/sluice/internal/exchange"
 	"github.com/sluicedata/sluice/state"
 )
@@ -16,6 +17,9 @@ type lifecycle interface {
 	open(ctx context.Context) error
 	finish(ctx context.Context) error
 	close() error
+	snapshot(ctx context.Context, o *checkpoint.Options) (opSnap, error)
+	notifyComplete(ctx context.Context, id int64) error
+	notifyAborted(ctx context.Context, id int64) error
 }
 
 // watermarker is the untyped part of an Output.
@@ -57,6 +61,14 @@ type task struct {
 	nEnded   int
 	wm       Timestamp
 	headIdle bool // the task told its outputs it is idle
+
+	// checkpoints
+	rs        *runState // nil in the TestHarness
+	idx       int       // index among the run's tasks
+	mail      *mailbox
+	align     alignment
+	inputDone bool  // finished: snapshots on trigger, forwards no barrier
+	lastSnap  int64 // id of the last checkpoint snapshotted
 }
 
 type timerSlot struct {
@@ -125,7 +137,13 @@ func (t *task) run() (err error) {
 	if err != nil {
 		return err
 	}
-	return t.finish()
+	if err := t.finish(); err != nil {
+		return err
+	}
+	if t.rs != nil {
+		return t.awaitFinal()
+	}
+	return nil
 }
 
 // open opens the operators from the tail, so every operator is ready before
@@ -188,6 +206,9 @@ func (t *task) runSource() error {
 			return t.ctx.Err()
 		default:
 		}
+		if t.mail != nil && t.mail.has.Load() {
+			t.handleControl()
+		}
 		t.cur = 0
 		st, err := t.src.poll(t.ctx)
 		if err != nil {
@@ -210,6 +231,9 @@ func (t *task) runSource() error {
 
 func (t *task) runInputs() error {
 	for t.nEnded < len(t.chWm) {
+		if t.mail != nil && t.mail.has.Load() {
+			t.handleControl()
+		}
 		progressed := false
 		for _, in := range t.inputs {
 			if in.poll(t) {
@@ -237,8 +261,14 @@ func (t *task) runInputs() error {
 			}
 			wake = t.wake.C
 		}
+		var mail <-chan struct{}
+		if t.mail != nil {
+			mail = t.mail.notify
+		}
 		select {
 		case <-t.notify:
+		case <-mail:
+			t.handleControl()
 		case <-wake:
 			t.fireProcessingTimers(t.clock())
 		case <-t.ctx.Done():
@@ -289,7 +319,10 @@ func (t *task) onEvent(ch int, ev exchange.Event) {
 			t.ended[ch] = true
 			t.nEnded++
 			t.advanceWatermark()
+			t.checkAligned()
 		}
+	case exchange.Barrier:
+		t.onBarrier(ch, ev.Value)
 	default:
 		t.stop(fmt.Errorf("dataflow: task %s (subtask %d): unexpected event kind %d on channel %d", t.name, t.subtask, ev.Kind, ch))
 	}
@@ -395,7 +428,7 @@ type link[In any] struct {
 	outs []watermarker
 	// Keyed operators: openKeyed makes the state backend and the function that
 	// sets the current key from a record; setKey runs before every Process.
-	openKeyed func() (func(In), state.Backend, timerDriver, error)
+	openKeyed func(ctx context.Context) (func(In), state.Backend, timerDriver, error)
 	setKey    func(In)
 	backend   state.Backend
 	timers    timerDriver
@@ -446,15 +479,66 @@ func (l *link[In]) open(ctx context.Context) error {
 	if l.op == nil {
 		return errors.New("operator factory returned nil")
 	}
+	if err := l.oc.loadRestored(ctx); err != nil {
+		return err
+	}
 	if l.openKeyed != nil {
-		setKey, be, timers, err := l.openKeyed()
+		setKey, be, timers, err := l.openKeyed(ctx)
 		if err != nil {
 			return err
 		}
 		l.setKey, l.backend, l.oc.state, l.timers = setKey, be, be, timers
 		l.t.timers = append(l.t.timers, timerSlot{idx: l.idx, d: timers})
+		if err := l.oc.restoreKeyed(ctx, be, timers); err != nil {
+			return err
+		}
 	}
 	return l.op.Open(ctx, l.oc)
+}
+
+func (l *link[In]) snapshot(ctx context.Context, o *checkpoint.Options) (s opSnap, err error) {
+	if sn, ok := l.op.(Snapshotter); ok {
+		if s.state, err = sn.SnapshotState(ctx, o.ID); err != nil {
+			return s, fmt.Errorf("snapshot state: %w", err)
+		}
+		s.hasState = s.state != nil
+	}
+	if o.Storage == nil {
+		return s, nil
+	}
+	if l.timers != nil {
+		if s.timers, err = l.timers.snapshot(); err != nil {
+			return s, err
+		}
+	}
+	if l.backend != nil {
+		if s.keyed, err = l.backend.Snapshot(o.ID, state.SnapshotOptions{Full: o.Full}); err != nil {
+			return s, fmt.Errorf("snapshot keyed state: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (l *link[In]) notifyComplete(ctx context.Context, id int64) error {
+	return notifyComplete(ctx, l.op, id)
+}
+
+func (l *link[In]) notifyAborted(ctx context.Context, id int64) error {
+	return notifyAborted(ctx, l.op, id)
+}
+
+func notifyComplete(ctx context.Context, op any, id int64) error {
+	if cl, ok := op.(CheckpointListener); ok {
+		return cl.NotifyCheckpointComplete(ctx, id)
+	}
+	return nil
+}
+
+func notifyAborted(ctx context.Context, op any, id int64) error {
+	if cl, ok := op.(CheckpointAbortListener); ok {
+		return cl.NotifyCheckpointAborted(ctx, id)
+	}
+	return nil
 }
 
 func (l *link[In]) finish(ctx context.Context) error { return l.op.Finish(ctx) }
@@ -479,9 +563,32 @@ type sourceNode[T any] struct {
 	oc  *OperatorContext
 }
 
-func (s *sourceNode[T]) open(ctx context.Context) error { return s.src.Open(ctx, s.oc) }
-func (s *sourceNode[T]) finish(context.Context) error   { return nil }
-func (s *sourceNode[T]) close() error                   { return s.src.Close() }
+func (s *sourceNode[T]) open(ctx context.Context) error {
+	if err := s.oc.loadRestored(ctx); err != nil {
+		return err
+	}
+	return s.src.Open(ctx, s.oc)
+}
+
+func (s *sourceNode[T]) snapshot(ctx context.Context, o *checkpoint.Options) (snap opSnap, err error) {
+	if sn, ok := s.src.(Snapshotter); ok {
+		if snap.state, err = sn.SnapshotState(ctx, o.ID); err != nil {
+			return snap, fmt.Errorf("snapshot state: %w", err)
+		}
+		snap.hasState = snap.state != nil
+	}
+	return snap, nil
+}
+
+func (s *sourceNode[T]) notifyComplete(ctx context.Context, id int64) error {
+	return notifyComplete(ctx, s.src, id)
+}
+
+func (s *sourceNode[T]) notifyAborted(ctx context.Context, id int64) error {
+	return notifyAborted(ctx, s.src, id)
+}
+func (s *sourceNode[T]) finish(context.Context) error { return nil }
+func (s *sourceNode[T]) close() error                 { return s.src.Close() }
 func (s *sourceNode[T]) poll(ctx context.Context) (SourceStatus, error) {
 	return s.src.Poll(ctx, s.out)
 }

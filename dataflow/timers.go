@@ -1,11 +1,17 @@
 package dataflow
 
 import (
+	"bufio"
+	"bytes"
 	"container/heap"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/sluicedata/sluice/internal/keygroup"
 	"github.com/sluicedata/sluice/state"
 )
 
@@ -41,7 +47,9 @@ type Timer struct {
 // is forwarded; at end of input the MaxWatermark fires all of them. Pending
 // processing-time timers are dropped at end of input.
 //
-// Timers are not yet part of checkpoints: they are kept in memory only.
+// Timers are part of checkpoints: each keyed operator subtask writes its
+// timers, by key group, next to its keyed state, and a restore at another
+// parallelism gives each subtask the timers of the key groups it owns.
 type TimerService interface {
 	CurrentWatermark() Timestamp
 	CurrentProcessingTime() Timestamp
@@ -219,4 +227,81 @@ type timerDriver interface {
 	fireEvent(wm Timestamp) error
 	fireProcessing(now Timestamp) error
 	nextProcessing() (Timestamp, bool)
+	// snapshot encodes every pending timer, nil if there is none.
+	snapshot() ([]byte, error)
+	// restore adds the timers of r whose key group is in rng.
+	restore(r io.Reader, rng keygroup.Range) error
+}
+
+// timerFileMagic starts a timer snapshot; the version follows it.
+const timerFileMagic = "SLTIMERS"
+
+// timerRow is one timer in a snapshot. The key is kept both encoded (its
+// identity and order) and as a value (what OnTimer receives).
+type timerRow[K comparable] struct {
+	Domain uint8  `msgpack:"d"`
+	KG     uint16 `msgpack:"g"`
+	Time   int64  `msgpack:"t"`
+	Enc    []byte `msgpack:"e"`
+	Key    K      `msgpack:"k"`
+}
+
+// snapshot encodes the timers synchronously: they are small next to keyed
+// state (one per key and window at most), and the heap changes right after.
+func (s *keyedTimers[K]) snapshot() ([]byte, error) {
+	n := len(s.event.h) + len(s.proc.h)
+	if n == 0 {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	buf.WriteString(timerFileMagic)
+	buf.WriteByte(1)
+	enc := msgpack.NewEncoder(&buf)
+	if err := enc.EncodeInt(int64(n)); err != nil {
+		return nil, err
+	}
+	for d, q := range []*timerQueue[K]{&s.event, &s.proc} {
+		for _, e := range q.h {
+			row := timerRow[K]{Domain: uint8(d), KG: uint16(e.kg), Time: int64(e.t), Enc: []byte(e.enc), Key: e.key}
+			if err := enc.Encode(&row); err != nil {
+				return nil, fmt.Errorf("timers: encode key %v: %w", e.key, err)
+			}
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+func (s *keyedTimers[K]) restore(r io.Reader, rng keygroup.Range) error {
+	br := bufio.NewReader(r)
+	head := make([]byte, len(timerFileMagic)+1)
+	if _, err := io.ReadFull(br, head); err != nil {
+		return fmt.Errorf("timers: read header: %w", err)
+	}
+	if string(head[:len(timerFileMagic)]) != timerFileMagic || head[len(head)-1] != 1 {
+		return fmt.Errorf("timers: not a timer snapshot of version 1 (header %q)", head)
+	}
+	dec := msgpack.NewDecoder(br)
+	n, err := dec.DecodeInt64()
+	if err != nil {
+		return fmt.Errorf("timers: read count: %w", err)
+	}
+	for i := int64(0); i < n; i++ {
+		var row timerRow[K]
+		if err := dec.Decode(&row); err != nil {
+			return fmt.Errorf("timers: read timer %d of %d: %w", i+1, n, err)
+		}
+		if int(row.KG) < rng.Start || int(row.KG) >= rng.End {
+			continue
+		}
+		q := &s.event
+		if row.Domain == uint8(ProcessingTime) {
+			q = &s.proc
+		}
+		q.add(Timestamp(row.Time), row.Enc, row.Key, int(row.KG))
+	}
+	// Read to the end, so that the storage's reader checks the checksum.
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return fmt.Errorf("timers: %w", err)
+	}
+	return nil
 }

@@ -185,7 +185,13 @@ func (o *writerOut[T]) Emit(ctx context.Context, ev exchange.Event) error {
 type input interface {
 	// poll handles one message if one is ready and reports whether it did.
 	poll(t *task) bool
+	// block holds back channel ch (barrier alignment); unblockAll releases all.
+	block(ch int)
+	unblockAll()
 }
+
+func (g *gateInput[T]) block(ch int) { g.gate.Block(ch - g.base) }
+func (g *gateInput[T]) unblockAll()  { g.gate.UnblockAll() }
 
 type gateInput[T any] struct {
 	gate *exchange.Gate[record[T]]

@@ -1,46 +1,90 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/sluicedata/sluice/dataflow"
 )
 
-// FromSlice is a bounded source of items, without event times.
+// FromSlice is a bounded source of items, without event times. Subtask i of
+// n reads the i-th n-th of items. Its position is part of checkpoints: a job
+// restored from a checkpoint goes on after the last item read, also at
+// another parallelism.
 func FromSlice[T any](job *dataflow.Job, name string, items []T, opts ...dataflow.Option) dataflow.Stream[T] {
 	return dataflow.AddSource(job, name, func() dataflow.Source[T] { return &sliceSource[T]{items: items} }, opts...)
 }
 
+// span is a range of items still to read: [Pos, End).
+type span struct {
+	Pos int `msgpack:"p"`
+	End int `msgpack:"e"`
+}
+
 type sliceSource[T any] struct {
 	items     []T
-	pos, end  int
+	spans     []span // what is left, read in order
 	batchSize int
 }
 
 func (s *sliceSource[T]) Open(_ context.Context, oc *dataflow.OperatorContext) error {
-	n := len(s.items)
-	s.pos = oc.Subtask * n / oc.Parallelism
-	s.end = (oc.Subtask + 1) * n / oc.Parallelism
 	s.batchSize = 256
+	if r := oc.Restored; r != nil {
+		for old, b := range r.Subtasks {
+			if !oc.Owns(old) || b == nil {
+				continue
+			}
+			var sp []span
+			if err := msgpack.Unmarshal(b, &sp); err != nil {
+				return fmt.Errorf("memory: restore slice position of old subtask %d: %w", old, err)
+			}
+			for _, x := range sp {
+				if x.Pos < 0 || x.End > len(s.items) || x.Pos > x.End {
+					return fmt.Errorf("memory: restored slice span [%d,%d) of old subtask %d does not fit %d items", x.Pos, x.End, old, len(s.items))
+				}
+			}
+			s.spans = append(s.spans, sp...)
+		}
+		return nil
+	}
+	n := len(s.items)
+	s.spans = []span{{Pos: oc.Subtask * n / oc.Parallelism, End: (oc.Subtask + 1) * n / oc.Parallelism}}
 	return nil
 }
 
 func (s *sliceSource[T]) Poll(_ context.Context, out dataflow.Output[T]) (dataflow.SourceStatus, error) {
-	stop := min(s.pos+s.batchSize, s.end)
-	for ; s.pos < stop; s.pos++ {
-		out.Collect(s.items[s.pos], dataflow.NoTimestamp)
+	for len(s.spans) > 0 && s.spans[0].Pos >= s.spans[0].End {
+		s.spans = s.spans[1:]
 	}
-	if s.pos >= s.end {
+	if len(s.spans) == 0 {
 		return dataflow.EndOfInput, nil
+	}
+	sp := &s.spans[0]
+	stop := min(sp.Pos+s.batchSize, sp.End)
+	for ; sp.Pos < stop; sp.Pos++ {
+		out.Collect(s.items[sp.Pos], dataflow.NoTimestamp)
 	}
 	return dataflow.MoreAvailable, nil
 }
 
-func (s *sliceSource[T]) Position() string { return fmt.Sprintf("slice index %d", s.pos) }
-func (s *sliceSource[T]) Close() error     { return nil }
+// SnapshotState records the spans left to read.
+func (s *sliceSource[T]) SnapshotState(context.Context, int64) ([]byte, error) {
+	return msgpack.Marshal(s.spans)
+}
+
+func (s *sliceSource[T]) Position() string {
+	if len(s.spans) == 0 {
+		return "slice end"
+	}
+	return fmt.Sprintf("slice index %d", s.spans[0].Pos)
+}
+func (s *sliceSource[T]) Close() error { return nil }
 
 // GeneratorConfig describes a generator source.
 type GeneratorConfig[T any] struct {
@@ -56,7 +100,11 @@ type GeneratorConfig[T any] struct {
 	Watermarks dataflow.WatermarkStrategy[T]
 }
 
-// Generator is a source that makes records from sequence numbers.
+// Generator is a source that makes records from sequence numbers: subtask i
+// of n makes i, i+n, i+2n, ... Its position is part of checkpoints: a job
+// restored from a checkpoint goes on after the last record made, also at
+// another parallelism (a subtask then continues the sequences of the old
+// subtasks it owns, interleaved in sequence order).
 func Generator[T any](job *dataflow.Job, name string, cfg GeneratorConfig[T], opts ...dataflow.Option) dataflow.Stream[T] {
 	var newSrc func() dataflow.Source[T]
 	if cfg.Generate != nil {
@@ -71,9 +119,16 @@ func Generator[T any](job *dataflow.Job, name string, cfg GeneratorConfig[T], op
 	return dataflow.AddSource(job, name, newSrc, opts...)
 }
 
+// cursor is one sequence a generator subtask makes: Seq, Seq+Step, ...
+type cursor struct {
+	Seq  int64 `msgpack:"s"`
+	Step int64 `msgpack:"n"`
+}
+
 type generator[T any] struct {
 	cfg        GeneratorConfig[T]
-	seq, step  int64
+	cursors    []cursor // never empty; cursors[0] is the next to emit from
+	last       int64    // the last sequence number emitted, for Position
 	emitted    int64
 	start      time.Time
 	perSubtask float64
@@ -84,8 +139,31 @@ type generator[T any] struct {
 }
 
 func (g *generator[T]) Open(_ context.Context, oc *dataflow.OperatorContext) error {
-	g.seq = int64(oc.Subtask)
-	g.step = int64(oc.Parallelism)
+	g.cursors = []cursor{{Seq: int64(oc.Subtask), Step: int64(oc.Parallelism)}}
+	g.last = -1
+	if r := oc.Restored; r != nil {
+		g.cursors = g.cursors[:0]
+		for old, b := range r.Subtasks {
+			if !oc.Owns(old) || b == nil {
+				continue
+			}
+			var cs []cursor
+			if err := msgpack.Unmarshal(b, &cs); err != nil {
+				return fmt.Errorf("memory: restore generator position of old subtask %d: %w", old, err)
+			}
+			for _, c := range cs {
+				if c.Seq < 0 || c.Step <= 0 {
+					return fmt.Errorf("memory: restored generator cursor %+v of old subtask %d is invalid", c, old)
+				}
+			}
+			g.cursors = append(g.cursors, cs...)
+		}
+		if len(g.cursors) == 0 {
+			// Owns no old subtask (scaled up): nothing to make.
+			g.cursors = []cursor{{Seq: math.MaxInt64, Step: 1}}
+		}
+		g.sortCursors()
+	}
 	g.start = time.Now()
 	g.perSubtask = g.cfg.Rate / float64(oc.Parallelism)
 	g.lastWm = dataflow.MinWatermark
@@ -113,30 +191,50 @@ func (g *generator[T]) Poll(ctx context.Context, out dataflow.Output[T]) (datafl
 			return dataflow.NothingAvailable, nil
 		}
 	}
-	if g.cfg.Count > 0 {
-		// Records this subtask still owns: seq, seq+step, ... below Count.
-		left := (g.cfg.Count - g.seq + g.step - 1) / g.step
-		n = max(0, min(n, left))
+	if g.done() {
+		return dataflow.EndOfInput, nil
 	}
-	if g.wms == nil {
-		for ; n > 0; n-- {
-			out.Collect(g.cfg.Generate(g.seq), dataflow.NoTimestamp)
-			g.seq += g.step
-			g.emitted++
+	for ; n > 0; n-- {
+		if g.done() {
+			break
 		}
-	} else {
-		for ; n > 0; n-- {
-			v := g.cfg.Generate(g.seq)
-			out.Collect(v, g.wms.Observe(0, v))
-			g.seq += g.step
-			g.emitted++
+		c := &g.cursors[0]
+		v := g.cfg.Generate(c.Seq)
+		ts := dataflow.NoTimestamp
+		if g.wms != nil {
+			ts = g.wms.Observe(0, v)
 		}
-		g.emitWatermark(out)
+		g.last = c.Seq // before Collect: a failure downstream names this record
+		out.Collect(v, ts)
+		c.Seq += c.Step
+		g.emitted++
+		if len(g.cursors) > 1 {
+			g.sortCursors()
+		}
 	}
-	if g.cfg.Count > 0 && g.seq >= g.cfg.Count {
+	g.emitWatermark(out)
+	if g.done() {
 		return dataflow.EndOfInput, nil
 	}
 	return dataflow.MoreAvailable, nil
+}
+
+// done reports whether every cursor has reached Count (or, restored into a
+// subtask that owns no old one, there is nothing to make).
+func (g *generator[T]) done() bool {
+	s := g.cursors[0].Seq
+	return s == math.MaxInt64 || g.cfg.Count > 0 && s >= g.cfg.Count
+}
+
+// sortCursors puts the cursor with the lowest next sequence first, so that
+// several restored sequences interleave in order.
+func (g *generator[T]) sortCursors() {
+	slices.SortFunc(g.cursors, func(a, b cursor) int { return cmp.Compare(a.Seq, b.Seq) })
+}
+
+// SnapshotState records the sequences' next numbers.
+func (g *generator[T]) SnapshotState(context.Context, int64) ([]byte, error) {
+	return msgpack.Marshal(g.cursors)
 }
 
 // emitWatermark emits the watermark if it advanced, or marks the subtask idle.
@@ -170,7 +268,7 @@ func (g *generator[T]) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (g *generator[T]) Position() string { return fmt.Sprintf("generator seq %d", g.seq) }
+func (g *generator[T]) Position() string { return fmt.Sprintf("generator seq %d", g.last) }
 
 func (g *generator[T]) Close() error {
 	if g.timer != nil {
