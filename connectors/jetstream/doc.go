@@ -1,0 +1,95 @@
+// Package jetstream reads NATS JetStream streams into Sluice jobs and
+// publishes results to them, exactly once.
+//
+// # Source
+//
+// Source reads one stream. Its Partitions are subject filters of the stream
+// (views.0 ... views.7, or views.eu.>), one partition each; with none, the
+// whole stream is one partition. Partition p is read by subtask
+// p % parallelism, in stream order, with its own watermark (see
+// dataflow.WatermarkStrategy: the watermark of a subtask is the minimum over
+// its partitions that are not idle). Filters must not overlap.
+//
+// Offsets. A partition's offset is the stream sequence of the last record
+// it emitted. Offsets are the source's checkpointed state
+// (dataflow.Snapshotter), never consumer acks: each partition is read by an
+// ephemeral, in-memory pull consumer with AckNone that starts at the sequence
+// after the offset, and that the source may drop and recreate at any time (a
+// reconnect, a server restart, lost deliveries) without losing or repeating a
+// record. A restored job goes on from the checkpoint; every old subtask's
+// offsets are offered to every new subtask, which takes the partitions it is
+// now assigned, so the job can restore at another parallelism. A partition
+// that had no message yet is checkpointed at its start position (for
+// Earliest and Time, where the server started its consumer), so messages
+// removed before it read them are reported after a restore, not skipped.
+// Partitions added to the configuration since the checkpoint start as
+// configured; partitions removed from it are dropped.
+//
+// Start positions, for a job that is not restored: Earliest (offset zero, the
+// default), Sequence(n), Time(t) and Latest (after the last message when the
+// source opens). Bounded reads each partition up to its last message at Open
+// (the last message matching its filter), then ends the input: a backfill
+// that finishes even while publishers go on.
+//
+// Throughput. Messages are pulled in batches (PullBatch per partition,
+// re-requested when half have arrived) over core NATS, with no ack per
+// message; all partitions of a subtask deliver to one channel, which Poll
+// drains without blocking, up to PollBatch records per call, waiting at most
+// PollWait when nothing is there. Poll returns at once when its context is
+// cancelled.
+//
+// Decoding. Decode turns a payload into a record: JSON by default (raw for
+// []byte and string records), Msgpack, or a function of the payload and the
+// message's metadata (Msg). Event time comes from the record (Watermarks), a
+// header or the stream's timestamp (MessageTime). A message that does not
+// decode fails the job (Fail, the default; the error names stream, subject
+// and sequence), or is skipped and counted (Skip), or is published to a
+// dead-letter subject with headers naming its origin (DeadLetter). Dead
+// letters carry the Nats-Msg-Id "<stream>:<sequence>", so the dead letters of
+// messages read again after a restore are dropped as duplicates by the
+// dead-letter stream within its duplicate window.
+//
+// Errors name the stream (and the server URL, partition, subject or sequence
+// where they apply) and wrap a sentinel for errors.Is: ErrConnect for an
+// unreachable server or refused credentials, ErrStreamNotFound,
+// ErrNoSubjectMatch when a partition's filter intersects none of the stream's
+// configured subjects (so that no message could ever match it; streams
+// without configured subjects, such as mirrors, are not checked),
+// ErrStartPosition for a start sequence beyond the end of the stream (or
+// removed from it) or a checkpointed offset beyond its end,
+// ErrStreamDeleted when the stream is deleted (or deleted and recreated)
+// while it is read, and ErrPurged.
+//
+// Purges. With a subject filter, gaps between the sequences a partition sees
+// are normal: they are other subjects' messages. A partition reports
+// ErrPurged when its consumer's first delivery (after Open, a restore or any
+// re-creation) comes after the expected next sequence while the stream now
+// starts after that sequence: messages it had still to read were purged or
+// expired. It never skips them silently. A whole-stream partition checks
+// every gap. A purge that happens while a filtered partition is read is seen
+// when its consumer is next recreated.
+//
+// Concurrency. The runtime calls a source subtask's methods from that
+// subtask's goroutine; a Counter may be read from anywhere while the job runs.
+//
+// # Sink
+//
+// Sink publishes records to subjects given by a function of the record,
+// exactly once, through dataflow.TwoPhaseCommitSink: the records of a
+// checkpoint interval are kept in a transaction (Txn, in memory, at most
+// MaxTxnBytes of payload), recorded in the checkpoint when it is taken, and
+// published when the checkpoint completes, with PublishAsync and one
+// Nats-Msg-Id per record, "<job>/<sink>/<subtask>/<run>-<n>/<index>"; the
+// commit waits for every ack. If the job fails after publishing a
+// transaction but before that was recorded, the restored job publishes it
+// again with the same ids and the stream drops the duplicates. A job started
+// fresh rather than restored (a replay from offset zero, say) is a new run:
+// its ids are new, and what it publishes again is not deduplicated.
+//
+// Deduplication holds within the target stream's duplicate window
+// (StreamConfig.Duplicates, 2 minutes by default): a transaction published
+// again later than that after its first publication is duplicated. Set the
+// window longer than the time a failed job may take to restart and restore
+// (restart delay plus recovery), and keep checkpoints small enough that a
+// transaction fits in memory and in the checkpoint.
+package jetstream
