@@ -1,13 +1,16 @@
 package jobs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strconv"
 	"sync"
 
+	"github.com/sluicedata/sluice/connectors/jetstream"
 	"github.com/sluicedata/sluice/dataflow"
 )
 
@@ -25,6 +28,13 @@ type Definition struct {
 	Params []Param
 	// Build makes the job. It must not start anything: the runner runs it.
 	Build func(cfg Config) (*dataflow.Job, error)
+	// Demo, if set, prepares what the job reads for `jobrunner run JOB
+	// --demo` on a machine with no services: it starts them (for example an
+	// embedded NATS server and an event generator), points cfg at them, and
+	// returns a function that stops them. It may also start producing input
+	// in the background; ready, if not nil, is closed once all demo input was
+	// produced (the runner then ends a live job after it caught up).
+	Demo func(ctx context.Context, cfg *Config) (stop func() error, ready <-chan struct{}, err error)
 }
 
 // Param is one documented job parameter.
@@ -40,6 +50,21 @@ type Config struct {
 	Params map[string]string
 	// Output is where jobs that print results write them.
 	Output io.Writer
+
+	// NATS says how jobs that read or write JetStream connect.
+	NATS jetstream.ConnConfig
+	// Start is where JetStream sources of a job that is not restored start.
+	Start jetstream.StartPosition
+	// Bounded makes sources read up to the end of their input as it is when
+	// the job starts, then finish (a backfill or replay).
+	Bounded bool
+	// OutputDir is the directory file sinks write under, one subdirectory
+	// per sink; empty means jobs do not write files.
+	OutputDir string
+	// Postgres is a connection string; jobs write to Postgres only if set.
+	Postgres string
+	// Logger receives the job's logs; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // Int reads parameter name as an integer, or def if it is unset.
