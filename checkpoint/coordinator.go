@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -37,6 +38,17 @@ type Ack struct {
 	KeyedFull bool
 	Timers    *FileRef
 	State     *FileRef
+}
+
+// size is the bytes of the files a.
+func (a Ack) size() int64 {
+	var n int64
+	for _, f := range []*FileRef{a.Keyed, a.Timers, a.State} {
+		if f != nil {
+			n += f.Size
+		}
+	}
+	return n
 }
 
 // Runtime is the coordinator's view of the running job. The coordinator calls
@@ -94,11 +106,55 @@ type Coordinator struct {
 	finished  map[int]bool
 	savepts   []*savepointReq
 	lastDone  time.Time
+
+	statsMu sync.Mutex
+	stats   Stats
+}
+
+// Stats describe a coordinator's checkpoints so far, for status and metrics.
+type Stats struct {
+	// Completed and Failed count checkpoints and savepoints.
+	Completed, Failed int64
+	// InProgress is the id of the checkpoint being taken, or 0.
+	InProgress int64
+	// Last is the last completed checkpoint or savepoint, if any.
+	Last *CheckpointInfo
+	// LastFailure is why the last failed checkpoint failed, if one did.
+	LastFailure string
+	// LastFailureTime is when it failed.
+	LastFailureTime time.Time
+}
+
+// CheckpointInfo describes one completed checkpoint or savepoint.
+type CheckpointInfo struct {
+	ID       int64
+	Kind     Kind
+	Full     bool // not a delta on an earlier checkpoint
+	Started  time.Time
+	Duration time.Duration // from trigger to completion
+	// Size is the bytes of the files the checkpoint wrote itself (files it
+	// shares with earlier checkpoints not included).
+	Size     int64
+	Location string // the storage, for a checkpoint with storage
+}
+
+// Stats returns a copy of the coordinator's statistics. It is safe to call
+// from any goroutine.
+func (c *Coordinator) Stats() Stats {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	s := c.stats
+	if s.Last != nil {
+		l := *s.Last
+		s.Last = &l
+	}
+	return s
 }
 
 type pending struct {
 	opts     *Options
 	acks     map[int][]Ack
+	started  time.Time
 	deadline time.Time
 	sp       *savepointReq
 }
@@ -343,7 +399,11 @@ func (c *Coordinator) trigger(o *Options, sp *savepointReq) {
 	if o.Kind == KindCheckpoint && c.forceFull {
 		o.Full = true
 	}
-	c.pending = &pending{opts: o, acks: map[int][]Ack{}, deadline: c.cfg.Clock().Add(c.cfg.Config.Timeout), sp: sp}
+	now := c.cfg.Clock()
+	c.pending = &pending{opts: o, acks: map[int][]Ack{}, started: now, deadline: now.Add(c.cfg.Config.Timeout), sp: sp}
+	c.statsMu.Lock()
+	c.stats.InProgress = o.ID
+	c.statsMu.Unlock()
 	tasks := append([]int(nil), c.cfg.Sources...)
 	for t := range c.finished {
 		if !contains(c.cfg.Sources, t) {
@@ -368,6 +428,12 @@ func (c *Coordinator) fail(ctx context.Context, cause error) error {
 	p := c.pending
 	c.pending = nil
 	c.lastDone = c.cfg.Clock()
+	c.statsMu.Lock()
+	c.stats.Failed++
+	c.stats.InProgress = 0
+	c.stats.LastFailure = cause.Error()
+	c.stats.LastFailureTime = c.lastDone
+	c.statsMu.Unlock()
 	c.rt.Abort(p.opts.ID)
 	if p.opts.Storage != nil {
 		_ = p.opts.Storage.Discard(ctx, p.opts.ID)
@@ -406,6 +472,21 @@ func (c *Coordinator) complete(ctx context.Context) (bool, error) {
 	c.pending = nil
 	c.lastDone = c.cfg.Clock()
 	c.failures = 0
+	info := &CheckpointInfo{ID: o.ID, Kind: o.Kind, Full: o.Full || o.Kind == KindSavepoint, Started: p.started,
+		Duration: c.lastDone.Sub(p.started)}
+	for _, acks := range p.acks {
+		for _, a := range acks {
+			info.Size += a.size()
+		}
+	}
+	if o.Storage != nil {
+		info.Location = o.Storage.Location()
+	}
+	c.statsMu.Lock()
+	c.stats.Completed++
+	c.stats.InProgress = 0
+	c.stats.Last = info
+	c.statsMu.Unlock()
 	if o.Kind == KindCheckpoint && o.Storage != nil {
 		c.latest = m
 		c.forceFull = false
