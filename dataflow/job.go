@@ -137,6 +137,7 @@ type Job struct {
 	active     atomic.Pointer[activeRun]
 	runMu      sync.Mutex
 	runChanged chan struct{} // closed when active changes
+	metrics    metricsBase
 }
 
 // NewJob starts an empty job. An optional Config overrides the defaults.

@@ -96,6 +96,7 @@ type OperatorContext struct {
 	// Keyed state and timers are restored by the runtime before Open.
 	Restored *RestoredState
 	side     map[string]any
+	m        *opMetrics
 	restore  *opRestore
 	state    state.Backend
 	timers   TimerService
@@ -236,11 +237,13 @@ type monotonicOutput[T any] struct {
 	Output[T]
 	last Timestamp
 	idle bool
+	cnt  opCounters // the source's watermark, for metrics
 }
 
 func (o *monotonicOutput[T]) EmitWatermark(wm Timestamp) {
 	if wm > o.last || o.idle && wm == o.last {
 		o.last, o.idle = wm, false
+		o.cnt.wm = wm
 		o.Output.EmitWatermark(wm)
 	}
 }

@@ -128,7 +128,8 @@ func (j *Job) runOnce(ctx context.Context, c *compiled, from *restoreFrom) error
 		return err
 	}
 	rs.coord = coord
-	j.setRun(&activeRun{coord: coord, cancel: cancel})
+	j.runStarted(coord)
+	j.setRun(&activeRun{coord: coord, cancel: cancel, tasks: tasks})
 	defer j.setRun(nil)
 	var bg sync.WaitGroup // the coordinator and the stop watcher
 	tasksDone := make(chan struct{})
@@ -158,6 +159,7 @@ func (j *Job) runOnce(ctx context.Context, c *compiled, from *restoreFrom) error
 	// The tasks end after the final checkpoint completed (which also ends
 	// the coordinator), or with runCtx.
 	tg.Wait()
+	j.runEnded(tasks)
 	close(tasksDone)
 	err = context.Cause(runCtx)
 	// A coordinator still running (no final checkpoint happened because a
@@ -229,18 +231,21 @@ func (j *Job) instantiate(c *compiled, from *restoreFrom) (tasks []*task, err er
 				b := &buildCtx{t: t, idx: i, oc: &OperatorContext{
 					Job: j.name, Operator: n.name, Subtask: s, Parallelism: ch.par,
 					MaxParallelism: cfg.MaxParallelism, KeyGroups: keygroup.RangeFor(s, ch.par, cfg.MaxParallelism),
-					side: map[string]any{},
+					side: map[string]any{}, m: newOpMetrics(),
 				}}
 				if from != nil {
 					if op, ok := from.m.Operator(n.name); ok {
 						b.oc.restore = &opRestore{r: from, op: op}
 					}
 				}
+				var counts []*int64
+				var blocked []blockedTimer
 				for _, p := range n.ports {
 					var outs []any
 					for _, e := range p.consumers {
 						if c.chained[e] {
 							outs = append(outs, inputs[e.to])
+							counts = append(counts, inputs[e.to].(counted).counter())
 							continue
 						}
 						gi := heads[c.chainOf[e.to]]
@@ -255,6 +260,8 @@ func (j *Job) instantiate(c *compiled, from *restoreFrom) (tasks []*task, err er
 						out, w := p.typ.newWriter(targets, c.part[e], e.hash, cfg.MaxParallelism, cfg.BatchSize, t)
 						t.writers = append(t.writers, w)
 						outs = append(outs, out)
+						counts = append(counts, out.(counted).counter())
+						blocked = append(blocked, out.(blockedTimer))
 					}
 					f := p.typ.fanout(outs)
 					b.outs = append(b.outs, f)
@@ -267,7 +274,11 @@ func (j *Job) instantiate(c *compiled, from *restoreFrom) (tasks []*task, err er
 					return nil, fmt.Errorf("dataflow: %s %q (subtask %d): %w", n.kind, n.name, s, err)
 				}
 				inputs[n] = in
-				t.ops[i] = opSlot{name: n.name, oc: b.oc, life: life}
+				t.ops[i] = opSlot{name: n.name, oc: b.oc, life: life, outs: counts, blocked: blocked}
+				switch l := life.(type) {
+				case interface{ counters() *opCounters }:
+					t.ops[i].c = l.counters()
+				}
 				if n.kind == kindSource {
 					t.src = life.(sourceRunner)
 				}

@@ -12,6 +12,7 @@ import (
 type activeRun struct {
 	coord  *checkpoint.Coordinator
 	cancel context.CancelCauseFunc
+	tasks  []*task
 }
 
 func (j *Job) setRun(r *activeRun) {

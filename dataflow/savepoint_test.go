@@ -52,7 +52,8 @@ type txnCommitter[T any] struct {
 }
 
 func (c *txnCommitter[T]) Open(_ context.Context, oc *dataflow.OperatorContext) error {
-	c.sub = oc.Subtask
+	// Transaction ids differ between runs and between restarts.
+	c.sub, c.run = oc.Subtask, fmt.Sprint(runSeq.Add(1))
 	return nil
 }
 func (c *txnCommitter[T]) Begin(context.Context) (*txn[T], error) {
@@ -82,9 +83,8 @@ func (c *txnCommitter[T]) Close() error                         { return nil }
 var runSeq atomic.Int64
 
 func txnSink[T any](in dataflow.Stream[T], name string, st *txnStore[T], opts ...dataflow.Option) {
-	run := fmt.Sprint(runSeq.Add(1)) // transaction ids differ between runs
 	dataflow.AddSink(in, name, dataflow.TwoPhaseCommitSink(func() dataflow.TwoPhaseCommitter[T, *txn[T]] {
-		return &txnCommitter[T]{st: st, run: run}
+		return &txnCommitter[T]{st: st}
 	}), opts...)
 }
 

@@ -80,6 +80,11 @@ type opSlot struct {
 	name string
 	oc   *OperatorContext
 	life lifecycle
+	// metrics: the operator's own counters (nil for sources' input side),
+	// the counters of what it emits to, and its exchange writers.
+	c       *opCounters
+	outs    []*int64
+	blocked []blockedTimer
 }
 
 type sourceRunner interface {
@@ -374,6 +379,7 @@ func (t *task) activate(ch int) {
 // tick runs after each input batch or source poll: it flushes the outputs
 // once the linger time has passed and fires due processing-time timers.
 func (t *task) tick() {
+	t.publish()
 	if len(t.writers) == 0 && len(t.timers) == 0 {
 		return
 	}
@@ -410,6 +416,7 @@ func (t *task) nextProcessingTimer() (Timestamp, bool) {
 }
 
 func (t *task) flush() {
+	t.publish()
 	for _, w := range t.writers {
 		if w.Pending() > 0 {
 			if err := w.Flush(t.ctx); err != nil {
@@ -421,6 +428,7 @@ func (t *task) flush() {
 
 // link is an operator inside a chain: its upstream calls it directly.
 type link[In any] struct {
+	cnt  opCounters
 	op   Operator[In]
 	t    *task
 	idx  int
@@ -442,6 +450,7 @@ func (l *link[In]) Collect(v In, ts Timestamp) {
 	t := l.t
 	prev := t.cur
 	t.cur = l.idx
+	l.cnt.in++
 	if l.setKey != nil {
 		l.setKey(v)
 	}
@@ -451,7 +460,11 @@ func (l *link[In]) Collect(v In, ts Timestamp) {
 	t.cur = prev
 }
 
+func (l *link[In]) counter() *int64       { return &l.cnt.in }
+func (l *link[In]) counters() *opCounters { return &l.cnt }
+
 func (l *link[In]) EmitWatermark(wm Timestamp) {
+	l.cnt.wm = wm
 	t := l.t
 	prev := t.cur
 	t.cur = l.idx
@@ -559,7 +572,7 @@ func (l *link[In]) close() error {
 
 type sourceNode[T any] struct {
 	src Source[T]
-	out Output[T]
+	out *monotonicOutput[T]
 	oc  *OperatorContext
 }
 
@@ -587,6 +600,7 @@ func (s *sourceNode[T]) notifyComplete(ctx context.Context, id int64) error {
 func (s *sourceNode[T]) notifyAborted(ctx context.Context, id int64) error {
 	return notifyAborted(ctx, s.src, id)
 }
+func (s *sourceNode[T]) counters() *opCounters        { return &s.out.cnt }
 func (s *sourceNode[T]) finish(context.Context) error { return nil }
 func (s *sourceNode[T]) close() error                 { return s.src.Close() }
 func (s *sourceNode[T]) poll(ctx context.Context) (SourceStatus, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -74,6 +75,7 @@ type pendingTxn[Txn any] struct {
 
 type twoPhaseSink[T, Txn any] struct {
 	c       TwoPhaseCommitter[T, Txn]
+	m       *opMetrics
 	ctx     context.Context
 	cur     Txn
 	open    bool // cur is begun and not yet prepared
@@ -81,7 +83,7 @@ type twoPhaseSink[T, Txn any] struct {
 }
 
 func (s *twoPhaseSink[T, Txn]) Open(ctx context.Context, oc *OperatorContext) error {
-	s.ctx = ctx
+	s.ctx, s.m = ctx, oc.m
 	if err := s.c.Open(ctx, oc); err != nil {
 		return err
 	}
@@ -101,7 +103,7 @@ func (s *twoPhaseSink[T, Txn]) Open(ctx context.Context, oc *OperatorContext) er
 		// from, which completed: commit it all, oldest first.
 		slices.SortStableFunc(restored, func(a, b pendingTxn[Txn]) int { return cmpInt64(a.Checkpoint, b.Checkpoint) })
 		for _, p := range restored {
-			if err := s.c.Commit(ctx, p.Txn); err != nil {
+			if err := s.commit(ctx, p.Txn); err != nil {
 				return fmt.Errorf("commit transaction of checkpoint %d on restore: %w", p.Checkpoint, err)
 			}
 		}
@@ -168,13 +170,22 @@ func (s *twoPhaseSink[T, Txn]) NotifyCheckpointComplete(ctx context.Context, id 
 		if p.Checkpoint > id {
 			break
 		}
-		if err := s.c.Commit(ctx, p.Txn); err != nil {
+		if err := s.commit(ctx, p.Txn); err != nil {
 			return fmt.Errorf("commit transaction of checkpoint %d: %w", p.Checkpoint, err)
 		}
 		n++
 	}
 	s.pending = s.pending[n:]
 	return nil
+}
+
+func (s *twoPhaseSink[T, Txn]) commit(ctx context.Context, txn Txn) error {
+	start := time.Now()
+	err := s.c.Commit(ctx, txn)
+	if err == nil {
+		s.m.observeCommit(time.Since(start))
+	}
+	return err
 }
 
 // Close aborts the transaction being written, if any; prepared ones stay for

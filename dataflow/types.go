@@ -2,6 +2,7 @@ package dataflow
 
 import (
 	"context"
+	"time"
 
 	"github.com/sluicedata/sluice/internal/exchange"
 )
@@ -123,13 +124,20 @@ func (f fanout[T]) MarkIdle() {
 // delay is bounded by the linger.
 type writerOut[T any] struct {
 	w     *exchange.Writer[record[T]]
+	n     int64 // records written, for metrics
 	t     *task
 	wm    Timestamp
 	hasWm bool
 	idle  bool // an Idle event is held; any record or watermark cancels it
 }
 
+func (o *writerOut[T]) counter() *int64 { return &o.n }
+
+// Blocked is the time the writer waited for room downstream.
+func (o *writerOut[T]) Blocked() time.Duration { return o.w.Blocked() }
+
 func (o *writerOut[T]) Collect(v T, ts Timestamp) {
+	o.n++
 	o.idle = false
 	if err := o.w.Write(o.t.ctx, record[T]{v, ts}); err != nil {
 		o.t.stop(err)

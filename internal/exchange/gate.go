@@ -3,6 +3,8 @@ package exchange
 import (
 	"context"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // EventKind says what a control message carries.
@@ -79,6 +81,11 @@ func (g *Gate[E]) Notify() <-chan struct{} { return g.notify }
 // Send appends m to channel ch, waiting while the channel is full. It returns
 // ctx.Err() if the context ends first.
 func (g *Gate[E]) Send(ctx context.Context, ch int, m Message[E]) error {
+	return g.send(ctx, ch, m, nil)
+}
+
+// send is Send adding the time it waited for room to *blocked, if not nil.
+func (g *Gate[E]) send(ctx context.Context, ch int, m Message[E], blocked *atomic.Int64) error {
 	c := &g.chans[ch]
 	for {
 		g.mu.Lock()
@@ -96,10 +103,17 @@ func (g *Gate[E]) Send(ctx context.Context, ch int, m Message[E]) error {
 			return nil
 		}
 		g.mu.Unlock()
+		var start time.Time
+		if blocked != nil {
+			start = time.Now()
+		}
 		select {
 		case <-c.notFull:
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+		if blocked != nil {
+			blocked.Add(int64(time.Since(start)))
 		}
 	}
 }

@@ -2,6 +2,8 @@ package exchange
 
 import (
 	"context"
+	"sync/atomic"
+	"time"
 )
 
 // Target is one consumer channel: a gate and a channel index in it.
@@ -22,7 +24,12 @@ type Writer[E any] struct {
 	broadcast bool
 	batch     int
 	pending   int // records buffered across all targets
+	blocked   atomic.Int64
 }
+
+// Blocked is the total time the writer waited for room in a full queue: its
+// backpressure. It is safe to call from any goroutine.
+func (w *Writer[E]) Blocked() time.Duration { return time.Duration(w.blocked.Load()) }
 
 // NewWriter returns a writer over targets. part chooses a target per record; if
 // broadcast is true every record goes to every target and part is ignored.
@@ -60,7 +67,7 @@ func (w *Writer[E]) add(ctx context.Context, i int, e E) error {
 		w.bufs[i] = nil
 		w.pending -= len(b)
 		t := w.targets[i]
-		return t.Gate.Send(ctx, t.Channel, Message[E]{Records: b})
+		return t.Gate.send(ctx, t.Channel, Message[E]{Records: b}, &w.blocked)
 	}
 	w.bufs[i] = b
 	return nil
@@ -81,7 +88,7 @@ func (w *Writer[E]) Flush(ctx context.Context) error {
 		w.bufs[i] = nil
 		w.pending -= len(b)
 		t := w.targets[i]
-		if err := t.Gate.Send(ctx, t.Channel, Message[E]{Records: b}); err != nil {
+		if err := t.Gate.send(ctx, t.Channel, Message[E]{Records: b}, &w.blocked); err != nil {
 			return err
 		}
 	}
@@ -95,7 +102,7 @@ func (w *Writer[E]) Emit(ctx context.Context, ev Event) error {
 		return err
 	}
 	for _, t := range w.targets {
-		if err := t.Gate.Send(ctx, t.Channel, Message[E]{Event: ev}); err != nil {
+		if err := t.Gate.send(ctx, t.Channel, Message[E]{Event: ev}, &w.blocked); err != nil {
 			return err
 		}
 	}
