@@ -27,6 +27,7 @@ const (
 	ctlTrigger controlKind = iota
 	ctlComplete
 	ctlAbort
+	ctlDrain
 )
 
 // control is a message from the coordinator to a task.
@@ -147,6 +148,8 @@ func (t *task) handleControl() (final bool) {
 			if c.opts.Stop && int(t.rs.stopped.Add(1)) == len(t.rs.tasks) {
 				close(t.rs.stopDone)
 			}
+		case ctlDrain:
+			t.draining = true
 		case ctlAbort:
 			// A task aligning this checkpoint keeps aligning: the barrier
 			// still travels, and its acknowledgement is ignored.

@@ -29,6 +29,8 @@ type Metrics struct {
 type OperatorMetrics struct {
 	Operator string
 	Subtask  int
+	// Source is true for sources: their RecordsOut is the job's input.
+	Source bool
 	// RecordsIn counts records the operator was given (not for sources);
 	// RecordsOut counts records it emitted, side outputs included.
 	RecordsIn, RecordsOut int64
@@ -160,7 +162,7 @@ func (j *Job) Metrics() Metrics {
 	for k, p := range j.metrics.prev {
 		c, ok := cur[k]
 		if !ok {
-			c = OperatorMetrics{Operator: k.op, Subtask: k.sub, Watermark: p.Watermark}
+			c = OperatorMetrics{Operator: k.op, Subtask: k.sub, Source: p.Source, Watermark: p.Watermark}
 			order = append(order, k)
 		}
 		cur[k] = addMetrics(c, p)
@@ -179,7 +181,7 @@ func (j *Job) Metrics() Metrics {
 
 func (s *opSlot) snapshotMetrics(t *task) OperatorMetrics {
 	m := s.oc.m
-	om := OperatorMetrics{Operator: s.name, Subtask: t.subtask,
+	om := OperatorMetrics{Operator: s.name, Subtask: t.subtask, Source: t.src != nil && s.life == lifecycle(t.src.(lifecycle)),
 		RecordsIn: m.in.Load(), RecordsOut: m.out.Load(), Watermark: Timestamp(m.wm.Load()),
 		SinkCommits: m.commits.Load(), SinkCommitTime: time.Duration(m.commitNanos.Load()),
 		SinkCommitLast: time.Duration(m.lastCommitDur.Load())}

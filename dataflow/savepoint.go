@@ -101,5 +101,25 @@ func (j *Job) StopWithSavepoint(ctx context.Context, storage checkpoint.Storage)
 	return m, nil
 }
 
+// Drain ends the job's input where its sources are now, as if every source
+// had reached its end: event time advances to the end, so every window fires
+// and every timer runs, operators finish, a final checkpoint is taken (into
+// CheckpointStorage, if set) and two-phase sinks commit everything; then Run
+// returns nil. A job restored from that final checkpoint goes on reading
+// where the sources stopped. Drain returns once every source was told; wait
+// for Run to return for the job to end.
+func (j *Job) Drain(ctx context.Context) error {
+	r, err := j.currentRun(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range r.tasks {
+		if t.src != nil {
+			t.mail.put(control{kind: ctlDrain})
+		}
+	}
+	return nil
+}
+
 // Restarts is the number of times the job restarted after a failure.
 func (j *Job) Restarts() int64 { return j.restarts.Load() }

@@ -148,14 +148,19 @@ func TestSavepointStopAndRestoreAtOtherParallelism(t *testing.T) {
 	// database: a transaction the savepoint recorded and run A committed is
 	// committed again by run B's restore, and must count once.
 	out := newTxnStore[winResult]()
-	jobA := windowJob(dataflow.Config{Parallelism: 2, Checkpoint: checkpoint.Config{Interval: 10 * time.Millisecond},
-		CheckpointStorage: ckpts}, total, total*2, out, "count")
+	passed := make(chan struct{})
+	jobA := windowJobSeen(dataflow.Config{Parallelism: 2, Checkpoint: checkpoint.Config{Interval: 10 * time.Millisecond},
+		CheckpointStorage: ckpts}, total, total/3, out, "count", func(seq int64) {
+		if seq == 3000 {
+			close(passed)
+		}
+	})
 	done := make(chan error, 1)
 	go func() { done <- jobA.Run(ctx) }()
 	select {
-	case <-out.first:
+	case <-passed:
 	case err := <-done:
-		t.Fatalf("job ended before its first commit: %v", err)
+		t.Fatalf("job ended before the savepoint: %v", err)
 	}
 	m, err := jobA.StopWithSavepoint(ctx, sp)
 	require.NoError(t, err)
@@ -272,4 +277,42 @@ func TestCorruptCheckpointFailsLoudly(t *testing.T) {
 	err = restore()
 	require.ErrorIs(t, err, checkpoint.ErrCorrupt, "missing")
 	require.ErrorContains(t, err, keyed.Path)
+}
+
+func TestDrainFiresEverythingAndCommits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ckpts, err := checkpoint.NewLocalStorage(t.TempDir())
+	require.NoError(t, err)
+	out := newTxnStore[winResult]()
+	passed := make(chan struct{})
+	job := windowJobSeen(dataflow.Config{Parallelism: 2, CheckpointStorage: ckpts,
+		Checkpoint: checkpoint.Config{Interval: 10 * time.Millisecond}}, 1<<40, 50000, out, "count", func(seq int64) {
+		if seq == 3000 {
+			close(passed)
+		}
+	})
+	done := make(chan error, 1)
+	go func() { done <- job.Run(ctx) }()
+	select {
+	case <-passed:
+	case err := <-done:
+		t.Fatalf("job ended early: %v", err)
+	}
+	require.NoError(t, job.Drain(ctx))
+	require.NoError(t, <-done, "a drained job ends normally")
+
+	// Every record the source emitted is counted in a fired window: the
+	// windows still open when the job was drained fired too.
+	m := job.Metrics()
+	_, emitted, _ := metricsOf(m, "source")
+	require.Greater(t, emitted, int64(1000), "one of two generator subtasks made record 3000")
+	var counted int64
+	for _, r := range out.values() {
+		counted += r.Value
+	}
+	require.Equal(t, emitted, counted)
+	last, err := ckpts.Latest(ctx)
+	require.NoError(t, err)
+	require.True(t, last.Final, "the drained job's last checkpoint is final")
 }

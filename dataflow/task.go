@@ -68,6 +68,7 @@ type task struct {
 	mail      *mailbox
 	align     alignment
 	inputDone bool  // finished: snapshots on trigger, forwards no barrier
+	draining  bool  // a source told to end its input (Job.Drain)
 	lastSnap  int64 // id of the last checkpoint snapshotted
 }
 
@@ -213,6 +214,10 @@ func (t *task) runSource() error {
 		}
 		if t.mail != nil && t.mail.has.Load() {
 			t.handleControl()
+			if t.draining {
+				t.src.emitWatermark(MaxWatermark)
+				return nil
+			}
 		}
 		t.cur = 0
 		st, err := t.src.poll(t.ctx)
