@@ -152,6 +152,7 @@ type bleveCommitter[T any] struct {
 	oc         *dataflow.OperatorContext
 	ix         *sharedIndex
 	checkpoint int64 // set before Prepare by checkpointOp
+	lastDocs   int   // documents in the last epoch prepared
 	restoredID int64
 }
 
@@ -179,7 +180,7 @@ func (c *bleveCommitter[T]) Open(_ context.Context, oc *dataflow.OperatorContext
 }
 
 func (c *bleveCommitter[T]) Begin(context.Context) (*bleveEpoch, error) {
-	return &bleveEpoch{Job: c.oc.Job, Sink: c.name, Subtask: c.oc.Subtask, buf: newEpochDocs()}, nil
+	return &bleveEpoch{Job: c.oc.Job, Sink: c.name, Subtask: c.oc.Subtask, buf: newEpochDocs(c.lastDocs)}, nil
 }
 
 func (c *bleveCommitter[T]) Write(_ context.Context, e *bleveEpoch, v T, _ dataflow.Timestamp) error {
@@ -199,6 +200,7 @@ func (c *bleveCommitter[T]) Write(_ context.Context, e *bleveEpoch, v T, _ dataf
 // to the index before the checkpoint completes.
 func (c *bleveCommitter[T]) Prepare(_ context.Context, e *bleveEpoch) (*bleveEpoch, error) {
 	e.Docs, e.buf = e.buf.docs, nil
+	c.lastDocs = len(e.Docs)
 	e.Checkpoint = c.checkpoint
 	return e, nil
 }

@@ -277,6 +277,7 @@ type bulkCommitter[T any] struct {
 
 	oc          *dataflow.OperatorContext
 	checkpoint  int64 // set before Prepare by checkpointOp
+	lastDocs    int   // documents in the last epoch prepared
 	lastVersion int64
 	lastIndex   string // the last index name IndexFunc returned that passed the checks
 	now         func() time.Time
@@ -307,7 +308,7 @@ func (c *bulkCommitter[T]) indexHint() string {
 }
 
 func (c *bulkCommitter[T]) Begin(context.Context) (*bulkEpoch, error) {
-	return &bulkEpoch{Sink: c.name, Subtask: c.oc.Subtask, buf: newEpochDocs()}, nil
+	return &bulkEpoch{Sink: c.name, Subtask: c.oc.Subtask, buf: newEpochDocs(c.lastDocs)}, nil
 }
 
 func (c *bulkCommitter[T]) Write(_ context.Context, e *bulkEpoch, v T, _ dataflow.Timestamp) error {
@@ -345,6 +346,7 @@ func (c *bulkCommitter[T]) Write(_ context.Context, e *bulkEpoch, v T, _ dataflo
 // epoch's. Nothing is sent before the checkpoint completes.
 func (c *bulkCommitter[T]) Prepare(_ context.Context, e *bulkEpoch) (*bulkEpoch, error) {
 	e.Docs, e.buf = e.buf.docs, nil
+	c.lastDocs = len(e.Docs)
 	e.Checkpoint = c.checkpoint
 	e.Version = max(c.now().UnixMicro(), c.lastVersion+1)
 	c.lastVersion = e.Version

@@ -258,6 +258,12 @@ func appendAction(b []byte, d *Doc, version int64) []byte {
 	return append(b, '\n')
 }
 
+// bulkSummary is the answer to a bulk request without the items' details.
+type bulkSummary struct {
+	Errors bool       `json:"errors"`
+	Items  []struct{} `json:"items"`
+}
+
 // bulkResponse is the answer to a bulk request: one item per action, in
 // the order of the actions.
 type bulkResponse struct {
@@ -382,16 +388,23 @@ func (c *bulkClient) send(ctx context.Context, docs []Doc, which []int, version 
 		return chunkOutcome{}, fmt.Errorf("%w: bulk sink %q, %s: POST %s: %d %s%s",
 			ErrRequest, c.sink, describeIndexes(docs, which), c.endpoint("/_bulk"), status, describeErrorBody(resp), hint)
 	}
+	// Mostly every item succeeded: count the items without decoding them,
+	// and decode them only if some failed.
+	var summary bulkSummary
+	err = json.Unmarshal(resp, &summary)
 	var r bulkResponse
-	if err := json.Unmarshal(resp, &r); err != nil {
+	if err == nil && summary.Errors {
+		err = json.Unmarshal(resp, &r)
+	}
+	if err != nil {
 		return chunkOutcome{}, fmt.Errorf("%w: bulk sink %q, %s: POST %s: unreadable response: %v: %.200q",
 			ErrRequest, c.sink, describeIndexes(docs, which), c.endpoint("/_bulk"), err, resp)
 	}
-	if len(r.Items) != len(which) {
+	if len(summary.Items) != len(which) {
 		return chunkOutcome{}, fmt.Errorf("%w: bulk sink %q, %s: POST %s: the response has %d items for %d actions",
-			ErrRequest, c.sink, describeIndexes(docs, which), c.endpoint("/_bulk"), len(r.Items), len(which))
+			ErrRequest, c.sink, describeIndexes(docs, which), c.endpoint("/_bulk"), len(summary.Items), len(which))
 	}
-	if !r.Errors {
+	if !summary.Errors {
 		return chunkOutcome{}, nil
 	}
 	var out chunkOutcome

@@ -93,7 +93,11 @@ type epochDocs struct {
 	bytes int
 }
 
-func newEpochDocs() *epochDocs { return &epochDocs{pos: map[docKey]int{}} }
+// newEpochDocs makes room for hint documents (the previous epoch's count),
+// so that a steady stream does not grow the map and slice step by step.
+func newEpochDocs(hint int) *epochDocs {
+	return &epochDocs{docs: make([]Doc, 0, hint), pos: make(map[docKey]int, hint)}
+}
 
 // add adds d; byVersion keeps the higher record version on a repeated id.
 func (e *epochDocs) add(d Doc, byVersion bool) {
