@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/blevesearch/bleve/v2"
 	"github.com/stretchr/testify/require"
@@ -258,7 +259,7 @@ func TestBleveIndexErrors(t *testing.T) {
 	held := filepath.Join(dir, "held")
 	idx, err := bleve.New(held, bleve.NewIndexMapping())
 	require.NoError(t, err)
-	op = newBleveOp(t, search.BleveConfig[event]{Path: held, LockTimeout: 50e6})
+	op = newBleveOp(t, search.BleveConfig[event]{Path: held, LockTimeout: 50 * time.Millisecond})
 	err = op.Open(context.Background(), opCtx("idx", 0, 1, nil))
 	require.ErrorIs(t, err, search.ErrIndexLocked)
 	require.ErrorContains(t, err, held)
