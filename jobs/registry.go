@@ -35,6 +35,10 @@ type Definition struct {
 	// in the background; ready, if not nil, is closed once all demo input was
 	// produced (the runner then ends a live job after it caught up).
 	Demo func(ctx context.Context, cfg *Config) (stop func() error, ready <-chan struct{}, err error)
+	// Backlog, if set, returns how many records the job's sources hold from
+	// its start position to the end of their input now: jobrunner replay
+	// shows progress against it.
+	Backlog func(ctx context.Context, cfg Config) (int64, error)
 }
 
 // Param is one documented job parameter.

@@ -3,14 +3,12 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"text/tabwriter"
-	"time"
 
-	"github.com/sluicedata/sluice/dataflow"
 	"github.com/sluicedata/sluice/jobs"
 )
 
@@ -24,15 +22,51 @@ const (
 const usage = `usage: jobrunner <verb> [flags] [args]
 
 verbs:
-  jobs                 list the registered jobs and their parameters
-  run <job> [flags]    run a job in the foreground until its input ends
-  plan <job> [flags]   print the job's compiled graph (--format text|dot|json)
+  jobs                    list the registered jobs and their parameters
+  run <job> [flags]       run a job in the foreground until its input ends or ^C
+  replay <job> [flags]    read the input again from an offset, to its end (or on live)
+  plan <job> [flags]      print the job's compiled graph (--format text|dot|json)
+  serve [flags]           run a long-lived runner with a REST API and /metrics
+  deploy <job> [flags]    start a job on a runner
+  list                    the runner's deployments
+  status <name>           a deployment's state, uptime, rate, lag, last checkpoint
+  savepoint <name>        take a savepoint (--dir DIR)
+  stop <name>             stop with a savepoint (--dir DIR), or --drain
+  cancel <name>           cancel without a savepoint
+  checkpoints <name>      list a deployment's completed checkpoints
 
-run and plan flags:
-  --parallelism N      default parallelism of every operator (default 1)
-  --max-parallelism N  number of key groups (default 128)
-  --set name=value     a job parameter (repeatable); see 'jobrunner jobs'
+job flags (run, replay, deploy, plan):
+  --parallelism N          default parallelism of every operator (default 1)
+  --max-parallelism N      number of key groups (default 128)
+  --set name=value         a job parameter (repeatable); see 'jobrunner jobs'
+  --config FILE            a JSON job spec (see runner.Spec); flags override it
+  --checkpoint-dir DIR     keep checkpoints there and resume from the latest
+  --checkpoint-interval D  time between checkpoints (default 10s)
+  --start P                where sources start: earliest|latest|seq:N|time:RFC3339
+  --from-savepoint DIR     start from a savepoint
+  --bounded                read the input up to its end at start, then finish
+  --restarts N             restart up to N times after a failure (default 0)
+  --nats URL               NATS server (default $SLUICE_NATS_URL or nats://127.0.0.1:4222)
+  --output DIR             where file sinks write (default ./sluice-output)
+  --postgres URL           also write to Postgres (default $SLUICE_POSTGRES)
+  --name NAME              deployment name (default the job's name)
+run only:
+  --demo                   start the job's demo input (embedded NATS and a generator)
+  --http ADDR              also serve the REST API and /metrics on ADDR
+replay only:
+  --from-offset N          stream sequence to start at; 0 is the beginning
+  --live                   go on reading live after catching up
+serve:
+  --http ADDR              listen address (default 127.0.0.1:8081)
+  --checkpoint-dir DIR     where deployments keep checkpoints
+  --savepoint-dir DIR      where savepoints go (default CHECKPOINT-DIR/savepoints)
+management verbs (deploy, list, status, savepoint, stop, cancel, checkpoints):
+  --runner URL             the runner (default $SLUICE_RUNNER or http://127.0.0.1:8081)
+  --json                   print JSON as the API returns it
 `
+
+// DefaultRunnerAddr is where serve listens and the management verbs look.
+const DefaultRunnerAddr = "127.0.0.1:8081"
 
 // Main runs the command line args against reg and returns the exit code.
 func Main(ctx context.Context, reg *jobs.Registry, args []string, stdout, stderr io.Writer) int {
@@ -41,19 +75,25 @@ func Main(ctx context.Context, reg *jobs.Registry, args []string, stdout, stderr
 		return ExitUsage
 	}
 	verb, rest := args[0], args[1:]
+	// Jobs print and log from their own goroutines.
+	stdout, stderr = &lockedWriter{w: stdout}, &lockedWriter{w: stderr}
 	var err error
 	switch verb {
 	case "jobs":
 		err = listJobs(reg, rest, stdout)
-	case "run":
-		err = runJob(ctx, reg, rest, stdout, stderr)
+	case "run", "replay":
+		err = runJob(ctx, reg, verb, rest, stdout, stderr)
 	case "plan":
 		err = planJob(reg, rest, stdout)
+	case "serve":
+		err = serve(ctx, reg, rest, stderr)
+	case "deploy", "list", "status", "savepoint", "stop", "cancel", "checkpoints":
+		err = manage(ctx, verb, rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK
 	default:
-		err = usageError{fmt.Errorf("unknown verb %q (want jobs, run or plan)", verb)}
+		err = usageError{fmt.Errorf("unknown verb %q (see 'jobrunner help')", verb)}
 	}
 	if err == nil {
 		return ExitOK
@@ -101,108 +141,14 @@ func (p params) Set(s string) error {
 	return nil
 }
 
-type common struct {
-	def    jobs.Definition
-	cfg    jobs.Config
-	format string
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
 }
 
-func parse(reg *jobs.Registry, verb string, args []string, stdout io.Writer) (*common, error) {
-	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	c := &common{cfg: jobs.Config{Params: params{}, Output: stdout}}
-	fs.IntVar(&c.cfg.Job.Parallelism, "parallelism", 1, "")
-	fs.IntVar(&c.cfg.Job.MaxParallelism, "max-parallelism", 128, "")
-	fs.Var(params(c.cfg.Params), "set", "")
-	if verb == "plan" {
-		fs.StringVar(&c.format, "format", "text", "")
-	}
-	// The job name comes first; flags follow it (flag stops at the first non-flag).
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return nil, usageError{errors.New("missing job name; see 'jobrunner jobs'")}
-	}
-	name := args[0]
-	if err := fs.Parse(args[1:]); err != nil {
-		return nil, usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return nil, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
-	}
-	if c.cfg.Job.Parallelism < 1 || c.cfg.Job.MaxParallelism < 1 || c.cfg.Job.Parallelism > c.cfg.Job.MaxParallelism {
-		return nil, usageError{fmt.Errorf("--parallelism %d must be between 1 and --max-parallelism %d", c.cfg.Job.Parallelism, c.cfg.Job.MaxParallelism)}
-	}
-	def, err := reg.Lookup(name)
-	if err != nil {
-		return nil, usageError{err}
-	}
-	known := map[string]bool{}
-	for _, p := range def.Params {
-		known[p.Name] = true
-	}
-	for k := range c.cfg.Params {
-		if !known[k] {
-			return nil, usageError{fmt.Errorf("job %q has no parameter %q", name, k)}
-		}
-	}
-	c.def = def
-	return c, nil
-}
-
-func build(c *common) (*dataflow.Job, error) {
-	job, err := c.def.Build(c.cfg)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("job %q: %w", c.def.Name, err)}
-	}
-	return job, nil
-}
-
-func runJob(ctx context.Context, reg *jobs.Registry, args []string, stdout, stderr io.Writer) error {
-	c, err := parse(reg, "run", args, stdout)
-	if err != nil {
-		return err
-	}
-	job, err := build(c)
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	if err := job.Run(ctx); err != nil {
-		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-			fmt.Fprintf(stderr, "job %q interrupted after %v\n", c.def.Name, time.Since(start).Round(time.Millisecond))
-			return nil
-		}
-		return fmt.Errorf("job %q failed: %w", c.def.Name, err)
-	}
-	fmt.Fprintf(stderr, "job %q finished in %v\n", c.def.Name, time.Since(start).Round(time.Millisecond))
-	return nil
-}
-
-func planJob(reg *jobs.Registry, args []string, stdout io.Writer) error {
-	c, err := parse(reg, "plan", args, stdout)
-	if err != nil {
-		return err
-	}
-	job, err := build(c)
-	if err != nil {
-		return err
-	}
-	plan, err := job.Plan()
-	if err != nil {
-		return fmt.Errorf("job %q: %w", c.def.Name, err)
-	}
-	switch c.format {
-	case "text":
-		fmt.Fprint(stdout, plan)
-	case "dot":
-		fmt.Fprint(stdout, plan.DOT())
-	case "json":
-		js, err := plan.JSON()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s\n", js)
-	default:
-		return usageError{fmt.Errorf("--format %q: want text, dot or json", c.format)}
-	}
-	return nil
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

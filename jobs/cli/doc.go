@@ -14,7 +14,18 @@
 //	}
 //
 // Verbs: `jobs` lists the registered jobs; `run JOB` runs one in the
-// foreground until its input ends or it is interrupted; `plan JOB` prints its
-// compiled graph. Errors are one line on stderr and a non-zero exit code: 2
-// for bad usage, 1 for a failed job.
+// foreground until its input ends or it is interrupted (--demo first starts
+// the job's demo input; --http serves the REST API and /metrics meanwhile);
+// `replay JOB --from-offset N` reads the input again from stream sequence N
+// (0: the beginning) to its end at start, with a progress bar, or goes on
+// live with --live; `plan JOB` prints its compiled graph. `serve` runs a
+// long-lived runner (package runner) with a REST API; `deploy`, `list`,
+// `status`, `savepoint`, `stop` (with a savepoint, or --drain), `cancel` and
+// `checkpoints` talk to it over that API (--runner URL, default
+// $SLUICE_RUNNER or http://127.0.0.1:8081).
+//
+// Errors are one line on stderr and a non-zero exit code: 2 for bad usage
+// (an unknown job, verb or flag, a bad flag value), 1 for a failure (a
+// failed job, an unreachable runner or server, a missing savepoint, a busy
+// port).
 package cli
