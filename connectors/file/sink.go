@@ -191,7 +191,7 @@ func (c *committer[T]) Open(_ context.Context, oc *dataflow.OperatorContext) err
 	c.oc = oc
 	c.run = fmt.Sprintf("%08x", rand.Uint32())
 	if err := os.MkdirAll(c.cfg.Dir, 0o755); err != nil {
-		return c.errorf("create directory %s: %w", c.cfg.Dir, err)
+		return c.fileErr("create directory", c.cfg.Dir, err)
 	}
 	c.dirs = map[string]bool{"": true}
 	return nil
@@ -252,7 +252,7 @@ func (c *committer[T]) roll(txn *Txn, ps *partSet[T], p *part[T]) error {
 // writeErr names what failed: the file (its write error) or the record.
 func (c *committer[T]) writeErr(p *part[T], err error) error {
 	if p.cw.err != nil {
-		return c.errorf("write %s: %w", c.abs(p.rel), p.cw.err)
+		return c.fileErr("write", c.abs(p.rel), p.cw.err)
 	}
 	return fmt.Errorf("%w: sink %q: record of type %s as %v: %w", ErrEncode, c.name, c.tname, c.cfg.Format, err)
 }
@@ -270,7 +270,7 @@ func (c *committer[T]) openPart(dir string) (*part[T], error) {
 	p := &part[T]{dir: dir, rel: path.Join(dir, name)}
 	f, err := createFile(c.abs(p.rel))
 	if err != nil {
-		return nil, c.errorf("create %s: %w", c.abs(p.rel), err)
+		return nil, c.fileErr("create", c.abs(p.rel), err)
 	}
 	p.f, p.cw.w = f, f
 	if n := len(c.free); n > 0 {
@@ -294,7 +294,7 @@ func (c *committer[T]) openPart(dir string) (*part[T], error) {
 // it, so that the new entries survive a crash.
 func (c *committer[T]) makeDir(dir string) error {
 	if err := os.MkdirAll(c.abs(dir), 0o755); err != nil {
-		return c.errorf("create directory %s: %w", c.abs(dir), err)
+		return c.fileErr("create directory", c.abs(dir), err)
 	}
 	for d := path.Dir(dir); ; d = path.Dir(d) {
 		if d == "." {
@@ -316,17 +316,17 @@ func (c *committer[T]) closePart(txn *Txn, p *part[T]) error {
 		return c.writeErr(p, err)
 	}
 	if err := p.f.Sync(); err != nil {
-		return c.errorf("sync %s: %w", c.abs(p.rel), err)
+		return c.fileErr("sync", c.abs(p.rel), err)
 	}
 	err := p.f.Close()
 	p.f = nil
 	if err != nil {
-		return c.errorf("close %s: %w", c.abs(p.rel), err)
+		return c.fileErr("close", c.abs(p.rel), err)
 	}
 	c.free = append(c.free, p.enc)
 	pending := strings.TrimSuffix(p.rel, inProgressSuffix) + pendingSuffix
 	if err := os.Rename(c.abs(p.rel), c.abs(pending)); err != nil {
-		return c.errorf("rename %s to pending: %w", c.abs(p.rel), err)
+		return c.errorf("make pending: %w", err) // an *os.LinkError names both paths
 	}
 	p.rel = pending
 	txn.Files = append(txn.Files, PendingFile{Pending: pending})
@@ -392,7 +392,7 @@ func (c *committer[T]) commitFile(f PendingFile) (bool, error) {
 	switch {
 	case err == nil:
 		if err := os.Remove(pending); err != nil {
-			return false, c.errorf("commit %s: %w", pending, err)
+			return false, c.fileErr("commit", pending, err)
 		}
 		return true, nil
 	case errors.Is(err, fs.ErrNotExist):
@@ -410,7 +410,7 @@ func (c *committer[T]) commitFile(f PendingFile) (bool, error) {
 		case perr == nil && ferr == nil && os.SameFile(pst, fst):
 			// An earlier commit linked the file and stopped before unlinking.
 			if err := os.Remove(pending); err != nil {
-				return false, c.errorf("commit %s: %w", pending, err)
+				return false, c.fileErr("commit", pending, err)
 			}
 			return true, nil
 		}
@@ -539,14 +539,38 @@ func hiddenPartSubtask(name string) (int, bool) {
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("sync directory: %w", err)
+		return &opError{op: "sync directory", path: dir, err: err}
 	}
 	err = d.Sync()
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
+		return &opError{op: "sync directory", path: dir, err: err}
 	}
 	return nil
+}
+
+// opError is a failed file operation of the sink, "<op> <path>: <cause>".
+// The errors of package os name their operation and path already
+// (*fs.PathError); when that path is the same, only their cause is printed,
+// so that a message says the path once. Unwrap gives the original error.
+type opError struct {
+	op, path string
+	err      error
+}
+
+func (e *opError) Error() string {
+	cause := e.err
+	if pe, ok := errors.AsType[*fs.PathError](e.err); ok && pe.Path == e.path {
+		cause = pe.Err
+	}
+	return e.op + " " + e.path + ": " + cause.Error()
+}
+
+func (e *opError) Unwrap() error { return e.err }
+
+// fileErr reports a failed operation op on path.
+func (c *committer[T]) fileErr(op, path string, err error) error {
+	return c.errorf("%w", &opError{op: op, path: path, err: err})
 }
