@@ -2,8 +2,12 @@ package search_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -479,3 +483,51 @@ func TestBulkBadRecordsAndConfig(t *testing.T) {
 func zero() float64 { return 0 }
 
 func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+func TestBulkTLSAndTimeout(t *testing.T) {
+	// HTTPS with the server's certificate as the root.
+	f := newFakeOpenSearch(t)
+	tlsSrv := httptest.NewUnstartedServer(f.srv.Config.Handler)
+	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below
+	tlsSrv.StartTLS()
+	defer tlsSrv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(tlsSrv.Certificate())
+	cfg := bulkCfg(f)
+	cfg.URLs = []string{tlsSrv.URL}
+	cfg.TLS = &tls.Config{RootCAs: pool}
+	op := openBulkOp(t, cfg, 0, 1, nil)
+	process(t, op, events(0, 3))
+	snapshot(t, op, 1)
+	complete(t, op, 1)
+	require.NoError(t, op.Close())
+	require.Equal(t, idRange(0, 3), f.ids("events"))
+
+	// Without the root the certificate is refused at once, not retried.
+	cfg.TLS = nil
+	op = newBulkOp(t, cfg)
+	err := op.Open(context.Background(), opCtx("es", 0, 1, nil))
+	require.ErrorIs(t, err, search.ErrRequest)
+	require.ErrorContains(t, err, `bulk sink "es", index "events": Get "`+tlsSrv.URL+`/": tls: failed to verify certificate`)
+	require.ErrorContains(t, err, "set BulkConfig.TLS")
+	require.NoError(t, op.Close())
+
+	// A node that does not answer within Timeout is given up on.
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	slow := search.BulkConfig[event]{URLs: []string{hung.URL}, Index: "events", Timeout: 20 * time.Millisecond,
+		Retry: search.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond}, Logger: quiet}
+	op = newBulkOp(t, slow)
+	err = op.Open(context.Background(), opCtx("es", 0, 1, nil))
+	require.ErrorIs(t, err, search.ErrUnavailable)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, `bulk sink "es", index "events": no node of [`+hung.URL+`] answered after 2 attempts`)
+	require.NoError(t, op.Close())
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -122,6 +123,13 @@ func retryableStatus(status int) bool {
 	return status == http.StatusTooManyRequests || status >= 500
 }
 
+// isCertificateError reports a server certificate that does not verify:
+// a retry cannot fix that.
+func isCertificateError(err error) bool {
+	var cerr *tls.CertificateVerificationError
+	return errors.As(err, &cerr)
+}
+
 // wait sleeps before retry attempt+1, or returns ctx's error.
 func (c *bulkClient) wait(ctx context.Context, attempt int) error {
 	t := time.NewTimer(c.cfg.retry.backoff(attempt))
@@ -147,6 +155,8 @@ func (c *bulkClient) ping(ctx context.Context, index string) error {
 				ErrRequest, c.sink, index, c.endpoint("/"), describeErrorBody(body))
 		case err == nil && !retryableStatus(status):
 			return nil
+		case isCertificateError(err):
+			return fmt.Errorf("%w: bulk sink %q, index %q: %w (set BulkConfig.TLS)", ErrRequest, c.sink, index, err)
 		case ctx.Err() != nil:
 			return fmt.Errorf("bulk sink %q, index %q: %w", c.sink, index, ctx.Err())
 		case err == nil:
@@ -355,6 +365,8 @@ func (c *bulkClient) send(ctx context.Context, docs []Doc, which []int, version 
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return chunkOutcome{}, fmt.Errorf("bulk sink %q, %s: %w", c.sink, describeIndexes(docs, which), ctx.Err())
+	case isCertificateError(err):
+		return chunkOutcome{}, fmt.Errorf("%w: bulk sink %q, %s: %w (set BulkConfig.TLS)", ErrRequest, c.sink, describeIndexes(docs, which), err)
 	case err != nil:
 		c.nextNode()
 		return chunkOutcome{retry: which, cause: err}, nil

@@ -90,8 +90,9 @@
 // permanent: it fails the commit with ErrDocument naming the index, the _id,
 // the error type and reason, unless BulkConfig.OnRejected takes it (to log it
 // or keep it in a dead-letter store). Retries that run out fail with
-// ErrUnavailable, requests refused as a whole (401, 403, 400) with
-// ErrRequest; both name the sink, the index and the node. On start each
+// ErrUnavailable; requests refused as a whole (401, 403, 400) and a server
+// certificate that does not verify fail at once with ErrRequest. Both name
+// the sink, the index and the node. Timeout bounds each request. On start each
 // subtask asks a node for its root, so that a wrong URL or bad credentials
 // fail at once rather than at the first checkpoint.
 //

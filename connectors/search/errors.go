@@ -28,6 +28,6 @@ var (
 	ErrUnavailable = errors.New("search: server unavailable")
 	// ErrRequest reports a request the server refused as a whole and that a
 	// retry cannot fix: bad credentials (401, 403), a malformed request (400),
-	// a missing endpoint (404).
+	// a missing endpoint (404), or a server certificate that does not verify.
 	ErrRequest = errors.New("search: request refused")
 )
