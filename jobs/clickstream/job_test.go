@@ -1,0 +1,309 @@
+package clickstream_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluicedata/sluice/checkpoint"
+	"github.com/sluicedata/sluice/connectors/jetstream"
+	"github.com/sluicedata/sluice/dataflow"
+	"github.com/sluicedata/sluice/jobs"
+	"github.com/sluicedata/sluice/jobs/clickstream"
+)
+
+// The job's results are those of a plain batch computation over the stream,
+// for both file formats, both ways of handling malformed events and two
+// parallelisms; malformed events are counted and in no result.
+func TestJobMatchesBatch(t *testing.T) {
+	srv := startServer(t)
+	nc := connect(t, srv.URL())
+	g := testGenerator(40_000)
+	publish(t, nc, g)
+	msgs := readStream(t, nc, g.Stream)
+	require.Len(t, msgs, int(g.Count))
+	want, malformed := reference(msgs, time.Minute, clickstream.DefaultOutOfOrder, clickstream.DefaultLateness, clickstream.DefaultTop)
+
+	// The generated data exercise what the test is about.
+	require.Greater(t, malformed, 50)
+	require.Greater(t, len(want.Late), 100)
+	// Six minutes, and windows before the start: a partition's first events
+	// are on time whatever their time.
+	require.GreaterOrEqual(t, len(windows(want.Views)), 6)
+	require.NotEmpty(t, want.Errors)
+	require.GreaterOrEqual(t, len(want.Top), 6*clickstream.DefaultTop)
+
+	for _, tc := range []struct {
+		name        string
+		parallelism int
+		params      map[string]string
+	}{
+		{"jsonl-dead-letter-p2", 2, nil},
+		{"parquet-skip-p1", 1, map[string]string{"format": "parquet", "malformed": "skip"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			cfg := jobs.Config{
+				Job:       dataflow.Config{Parallelism: tc.parallelism},
+				Params:    tc.params,
+				NATS:      jetstream.ConnConfig{URL: srv.URL()},
+				Start:     jetstream.Earliest(),
+				Bounded:   true,
+				OutputDir: out,
+			}
+			job, counters, err := clickstream.BuildWithCounters(cfg)
+			require.NoError(t, err)
+			require.NoError(t, job.Run(context.Background()))
+
+			got := readResults(t, out, tc.params["format"] == "parquet")
+			requireResults(t, want, got)
+			require.EqualValues(t, malformed, counters.Malformed())
+			require.EqualValues(t, len(want.Late), counters.Late())
+		})
+	}
+
+	// With dead-letter, every malformed payload is in the dead-letter stream,
+	// once, with headers saying where it came from.
+	dl := readStream(t, nc, g.Stream+"-dlq")
+	require.Len(t, dl, malformed)
+	bySeq := map[uint64]streamMsg{}
+	for _, m := range msgs {
+		bySeq[m.Seq] = m
+	}
+	for _, d := range dl {
+		seq, err := strconv.ParseUint(d.Header.Get("Sluice-Source-Sequence"), 10, 64)
+		require.NoError(t, err)
+		orig := bySeq[seq]
+		require.Equal(t, orig.Data, d.Data)
+		require.Equal(t, orig.Subject, d.Header.Get("Sluice-Source-Subject"))
+		_, perr := clickstream.ParseEvent(orig.Data)
+		require.ErrorIs(t, perr, clickstream.ErrMalformed)
+		require.Contains(t, d.Header.Get("Sluice-Error"), "malformed event")
+	}
+}
+
+func windows(rows []clickstream.VideoViews) map[time.Time]bool {
+	ws := map[time.Time]bool{}
+	for _, r := range rows {
+		ws[r.WindowStart] = true
+	}
+	return ws
+}
+
+// A live run, reading while the generator publishes, and a replay from
+// offset zero at another parallelism write the same rows for every window
+// the live run completed; the replay also matches the batch computation.
+func TestLiveRunAndReplayAgree(t *testing.T) {
+	srv := startServer(t)
+	nc := connect(t, srv.URL())
+	g := testGenerator(30_000)
+	g.Rate = 30_000 // about a second of publishing, in batches
+	g.BatchSize = 1000
+	require.NoError(t, clickstream.EnsureStream(context.Background(), nc, g.StreamConfig()))
+
+	liveDir := t.TempDir()
+	store, err := checkpoint.NewLocalStorage(t.TempDir())
+	require.NoError(t, err)
+	live, counters, err := clickstream.BuildWithCounters(jobs.Config{
+		Job: dataflow.Config{Parallelism: 2, CheckpointStorage: store,
+			Checkpoint: checkpoint.Config{Interval: 200 * time.Millisecond}},
+		NATS:      jetstream.ConnConfig{URL: srv.URL()},
+		OutputDir: liveDir,
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- live.Run(ctx) }()
+	require.NoError(t, live.WaitRunning(ctx))
+
+	n, err := clickstream.Generate(ctx, nc, g)
+	require.NoError(t, err)
+	require.Equal(t, g.Count, n)
+	msgs := readStream(t, nc, g.Stream)
+	want, malformed := reference(msgs, time.Minute, clickstream.DefaultOutOfOrder, clickstream.DefaultLateness, clickstream.DefaultTop)
+
+	// Caught up: the source emitted every event that decodes (polling the job
+	// is the only way to know it has read the server's stream).
+	require.Eventually(t, func() bool {
+		return sourceRecords(live) == int64(len(msgs)-malformed)
+	}, 30*time.Second, 10*time.Millisecond)
+	savepoint, err := checkpoint.NewLocalStorage(t.TempDir())
+	require.NoError(t, err)
+	_, err = live.StopWithSavepoint(context.Background(), savepoint)
+	require.NoError(t, err)
+	require.NoError(t, <-runErr)
+	require.EqualValues(t, malformed, counters.Malformed())
+
+	replayDir := t.TempDir()
+	replay, err := clickstream.Build(jobs.Config{
+		Job:       dataflow.Config{Parallelism: 3},
+		NATS:      jetstream.ConnConfig{URL: srv.URL()},
+		Start:     jetstream.Earliest(),
+		Bounded:   true,
+		OutputDir: replayDir,
+	})
+	require.NoError(t, err)
+	require.NoError(t, replay.Run(context.Background()))
+	replayed := readResults(t, replayDir, false)
+	requireResults(t, want, replayed)
+
+	// The live run stopped before the watermark passed the last windows;
+	// every window it emitted is complete and equal to the replay's.
+	liveRes := readResults(t, liveDir, false)
+	liveWindows := windows(liveRes.Views)
+	require.GreaterOrEqual(t, len(liveWindows), 3, "the live run completed too few windows to compare")
+	inLive := func(start time.Time) bool { return liveWindows[start] }
+	require.Equal(t, filterRows(replayed.Views, func(r clickstream.VideoViews) bool { return inLive(r.WindowStart) }), liveRes.Views)
+	require.Equal(t, filterRows(replayed.Top, func(r clickstream.TopVideo) bool { return inLive(r.WindowStart) }), liveRes.Top)
+	require.Equal(t, filterRows(replayed.Watch, func(r clickstream.WatchTime) bool { return inLive(r.WindowStart) }), liveRes.Watch)
+	require.Equal(t, filterRows(replayed.Countries, func(r clickstream.CountryViews) bool { return inLive(r.WindowStart) }), liveRes.Countries)
+	require.Equal(t, filterRows(replayed.Errors, func(r clickstream.PlaybackErrors) bool { return inLive(r.WindowStart) }), liveRes.Errors)
+	// Late events are decided when read, so the live run has all of them.
+	require.Equal(t, replayed.Late, liveRes.Late)
+}
+
+func filterRows[T any](rows []T, keep func(T) bool) []T {
+	var out []T
+	for _, r := range rows {
+		if keep(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// sourceRecords is what the job's source emitted so far.
+func sourceRecords(job *dataflow.Job) int64 {
+	var n int64
+	for _, o := range job.Metrics().Operators {
+		if o.Operator == "clicks" {
+			n += o.RecordsOut
+		}
+	}
+	return n
+}
+
+// The job's graph has stable operator names, which its state is keyed by.
+func TestOperatorNames(t *testing.T) {
+	job, err := clickstream.Build(jobs.Config{
+		NATS: jetstream.ConnConfig{URL: "nats://127.0.0.1:1"}, OutputDir: t.TempDir(), Postgres: "host=127.0.0.1 dbname=test",
+	})
+	require.NoError(t, err)
+	plan, err := job.Plan()
+	require.NoError(t, err)
+	var names []string
+	for _, o := range plan.Operators {
+		names = append(names, o.Name)
+	}
+	for _, want := range []string{
+		"clicks", "late-filter", "plays", "stops", "errors",
+		"views-per-video", "views-per-video-rows", "top-videos", "top-videos-rows",
+		"watch-time", "watch-time-rows", "views-by-country", "views-by-country-rows",
+		"errors-per-minute", "errors-per-minute-rows", "window-closed-events",
+	} {
+		require.Contains(t, names, want)
+	}
+	for _, r := range clickstream.Results {
+		require.Contains(t, names, r+"-files")
+		require.Contains(t, names, r+"-postgres")
+	}
+}
+
+// Bad parameters and missing outputs fail Build with errors that name them.
+func TestBuildErrors(t *testing.T) {
+	base := jobs.Config{NATS: jetstream.ConnConfig{URL: "nats://127.0.0.1:1"}, OutputDir: t.TempDir()}
+	for _, tc := range []struct {
+		params map[string]string
+		want   string
+	}{
+		{map[string]string{"windw": "1m"}, `unknown parameter "windw"`},
+		{map[string]string{"window": "sixty"}, `window="sixty": not a duration`},
+		{map[string]string{"window": "0s"}, `window="0s": must be positive`},
+		{map[string]string{"lateness": "-1s"}, `lateness="-1s": must not be negative`},
+		{map[string]string{"top": "0"}, `top="0": must be between 1 and 10000`},
+		{map[string]string{"partitions": "x"}, `partitions="x": not an integer`},
+		{map[string]string{"format": "csv"}, `format="csv": want jsonl or parquet`},
+		{map[string]string{"malformed": "ignore"}, `malformed="ignore": want dead-letter, skip or fail`},
+		{map[string]string{"postgres-mode": "append"}, `postgres-mode="append": want upsert or exactly-once`},
+		{map[string]string{"table-prefix": "Drop Table;"}, `table-prefix="Drop Table;"`},
+		{map[string]string{"subject-prefix": "clicks.>"}, `subject-prefix="clicks.>"`},
+		{map[string]string{"dead-letter-subject": "clicks.9"}, `must not be one of the partition subjects`},
+	} {
+		cfg := base
+		cfg.Params = tc.params
+		_, err := clickstream.Build(cfg)
+		require.ErrorIs(t, err, clickstream.ErrParam, "%v", tc.params)
+		require.ErrorContains(t, err, tc.want)
+	}
+
+	// Several mistakes are reported together.
+	cfg := base
+	cfg.Params = map[string]string{"window": "x", "top": "-3"}
+	_, err := clickstream.Build(cfg)
+	require.ErrorContains(t, err, "window=")
+	require.ErrorContains(t, err, "top=")
+
+	cfg = base
+	cfg.OutputDir = ""
+	_, err = clickstream.Build(cfg)
+	require.ErrorIs(t, err, clickstream.ErrNoOutput)
+
+	cfg = base
+	cfg.NATS.URL = ""
+	_, err = clickstream.Build(cfg)
+	require.ErrorContains(t, err, "no NATS server URL")
+}
+
+// A stream that exists with other subjects is reported, not changed.
+func TestEnsureStreamConflict(t *testing.T) {
+	srv := startServer(t)
+	nc := connect(t, srv.URL())
+	ctx := context.Background()
+	sc := clickstream.StreamConfig{Stream: "clickstream", SubjectPrefix: "clicks", Partitions: 4, DeadLetterSubject: "clicks-dlq"}
+	require.NoError(t, clickstream.EnsureStream(ctx, nc, sc))
+	require.NoError(t, clickstream.EnsureStream(ctx, nc, sc), "a second call finds the streams")
+
+	sc.SubjectPrefix = "views"
+	err := clickstream.EnsureStream(ctx, nc, sc)
+	require.ErrorContains(t, err, "stream clickstream exists with subjects [clicks.*], which do not take views.0")
+}
+
+// A job whose stream does not exist fails with an error naming it.
+func TestMissingStream(t *testing.T) {
+	srv := startServer(t)
+	job, err := clickstream.Build(jobs.Config{
+		NATS: jetstream.ConnConfig{URL: srv.URL()}, Bounded: true, OutputDir: t.TempDir(),
+		Params: map[string]string{"stream": "nope"},
+	})
+	require.NoError(t, err)
+	err = job.Run(context.Background())
+	require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
+	require.ErrorContains(t, err, "nope")
+}
+
+// malformed=fail fails the job at the first malformed event, naming where
+// it is.
+func TestMalformedFail(t *testing.T) {
+	srv := startServer(t)
+	nc := connect(t, srv.URL())
+	g := testGenerator(2000)
+	publish(t, nc, g)
+	job, err := clickstream.Build(jobs.Config{
+		NATS: jetstream.ConnConfig{URL: srv.URL()}, Bounded: true, OutputDir: filepath.Join(t.TempDir(), "out"),
+		Params: map[string]string{"malformed": "fail"},
+	})
+	require.NoError(t, err)
+	err = job.Run(context.Background())
+	require.ErrorIs(t, err, jetstream.ErrDecode)
+	require.ErrorIs(t, err, clickstream.ErrMalformed)
+	require.True(t, strings.Contains(err.Error(), "stream clickstream subject clicks."), err.Error())
+	var oe *dataflow.OperatorError
+	require.True(t, errors.As(err, &oe))
+}
