@@ -3,6 +3,7 @@ package file_test
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -21,15 +22,15 @@ import (
 
 	"github.com/sluicedata/sluice/checkpoint"
 	"github.com/sluicedata/sluice/connectors/file"
-	"github.com/sluicedata/sluice/connectors/memory"
 	"github.com/sluicedata/sluice/dataflow"
 )
 
 // The disk-full tests run a checkpointed job whose part files sit on a
-// "disk" that fills up once checkpoint 2 has completed: a few KiB later,
-// writes fail with ENOSPC after writing what fits (or, in sync mode, the
-// writes land and fsync fails with ENOSPC, as on file systems that allocate
-// late). The sink has a hook for exactly this (it creates part files through
+// "disk" that fills up once checkpoint 2 has completed: a KiB later, writes
+// fail with ENOSPC after writing what fits (or, in sync mode, the writes land
+// and fsync fails with ENOSPC, as on file systems that allocate late). The
+// source holds back most of its records until the disk is filling, so the
+// fault comes whatever the machine's speed. The sink has a hook for exactly this (it creates part files through
 // a replaceable function, see SetCreateFile); what it renames, links and
 // syncs as directories goes to the real disk. The job must fail with an error
 // naming the sink, the file and ENOSPC; no visible file may be partial, and
@@ -48,8 +49,10 @@ const (
 // fillingDisk is shared by the part files of a job. Concurrency: the files of
 // several subtasks use it at once.
 type fillingDisk struct {
-	mode  fullDiskMode
-	armed atomic.Bool // the disk fills from now on
+	mode    fullDiskMode
+	armed   atomic.Bool   // the disk fills from now on
+	filling chan struct{} // closed when first armed
+	once    sync.Once
 
 	mu        sync.Mutex
 	left      int64 // bytes left once armed
@@ -59,6 +62,10 @@ type fillingDisk struct {
 	dir       string
 	check     error // what checkVisible found at the first fault
 	seen      bool
+}
+
+func newFillingDisk(mode fullDiskMode, dir string, freeAfter int) *fillingDisk {
+	return &fillingDisk{mode: mode, dir: dir, left: diskRoom, freeAfter: freeAfter, filling: make(chan struct{})}
 }
 
 func (d *fillingDisk) create(name string, real func(string) (file.PartFile, error)) (file.PartFile, error) {
@@ -153,14 +160,64 @@ func (a *diskArmer) NotifyCheckpointComplete(_ context.Context, id int64) error 
 	defer a.d.mu.Unlock()
 	if id >= 2 && !a.d.freed {
 		a.d.armed.Store(true)
+		a.d.once.Do(func() { close(a.d.filling) })
 	}
 	return nil
 }
 
 const (
 	diskRecords = 2000
-	diskRoom    = 4 << 10 // bytes the disk takes after checkpoint 2
+	diskGate    = 600     // the source makes the records from here on once the disk fills
+	diskRoom    = 1 << 10 // bytes the disk takes after checkpoint 2
 )
+
+// gatedSource makes the records of crashEvents 0 to diskRecords-1, subtask i
+// of p those with seq%p == i, in order; those from diskGate on only once gate
+// is closed (nil: at once). Its state is its next sequence number, for the
+// same parallelism.
+type gatedSource struct {
+	gate       <-chan struct{}
+	next, step int64
+}
+
+func (s *gatedSource) Open(_ context.Context, oc *dataflow.OperatorContext) error {
+	s.next, s.step = int64(oc.Subtask), int64(oc.Parallelism)
+	if r := oc.Restored; r != nil {
+		b := r.Subtasks[oc.Subtask]
+		if len(b) != 8 {
+			return fmt.Errorf("gated source: restored state %x of subtask %d", b, oc.Subtask)
+		}
+		s.next = int64(binary.BigEndian.Uint64(b))
+	}
+	return nil
+}
+
+func (s *gatedSource) Poll(ctx context.Context, out dataflow.Output[crashEvent]) (dataflow.SourceStatus, error) {
+	if s.gate != nil && s.next >= diskGate {
+		select {
+		case <-s.gate:
+			s.gate = nil
+		case <-ctx.Done():
+			return dataflow.NothingAvailable, ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+			return dataflow.NothingAvailable, nil
+		}
+	}
+	for n := 0; n < 64 && s.next < diskRecords && (s.gate == nil || s.next < diskGate); n++ {
+		out.Collect(genCrashEvent(s.next), dataflow.NoTimestamp)
+		s.next += s.step
+	}
+	if s.next >= diskRecords {
+		return dataflow.EndOfInput, nil
+	}
+	return dataflow.MoreAvailable, nil
+}
+
+func (s *gatedSource) SnapshotState(context.Context, int64) ([]byte, error) {
+	return binary.BigEndian.AppendUint64(nil, uint64(s.next)), nil
+}
+
+func (s *gatedSource) Close() error { return nil }
 
 func TestCrashDiskFull(t *testing.T) {
 	for _, tc := range []struct {
@@ -179,7 +236,7 @@ func TestCrashDiskFull(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			base := t.TempDir()
 			dir := filepath.Join(base, "out")
-			disk := &fillingDisk{mode: tc.mode, left: diskRoom, dir: dir}
+			disk := newFillingDisk(tc.mode, dir, 0)
 			restore := file.SetCreateFile(disk.create)
 			defer restore()
 			cfg := file.Config[crashEvent]{Dir: dir, Format: tc.format, Compression: tc.comp, MaxPartSize: 1 << 10}
@@ -236,7 +293,7 @@ func TestCrashDiskFullRecoversWithRestarts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			base := t.TempDir()
 			dir := filepath.Join(base, "out")
-			disk := &fillingDisk{mode: tc.mode, left: diskRoom, dir: dir, freeAfter: 3}
+			disk := newFillingDisk(tc.mode, dir, 3)
 			defer file.SetCreateFile(disk.create)()
 			cfg := file.Config[crashEvent]{Dir: dir, Format: tc.format, Compression: tc.comp, MaxPartSize: 1 << 10}
 			restart, err := checkpoint.FixedDelay(10, time.Millisecond)
@@ -289,12 +346,13 @@ func runDiskJob(t *testing.T, base string, cfg file.Config[crashEvent], disk *fi
 		o(&jc)
 	}
 	job := dataflow.NewJob("disk-full", jc)
-	events := memory.Generator(job, "events", memory.GeneratorConfig[crashEvent]{
-		Generate: genCrashEvent, Count: diskRecords, Rate: 4000,
-	})
+	var gate <-chan struct{}
 	if disk == nil {
 		disk = &fillingDisk{freed: true} // never armed: the runs of a job must have the same operators
+	} else {
+		gate = disk.filling
 	}
+	events := dataflow.AddSource(job, "events", func() dataflow.Source[crashEvent] { return &gatedSource{gate: gate} })
 	dataflow.AddSink(events, "arm", func() dataflow.Operator[crashEvent] { return &diskArmer{d: disk} }, dataflow.Parallelism(1))
 	file.Sink(events, "files", cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
