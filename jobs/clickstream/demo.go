@@ -16,15 +16,16 @@ import (
 )
 
 // DefaultDemoOutputDir is where Demo puts results when Config.OutputDir is
-// empty: in a subdirectory per run, run-<UTC time>, because the file sinks
-// of a fresh start never overwrite the files of an earlier one.
+// empty.
 const DefaultDemoOutputDir = "sluice-demo-output"
 
 // Demo prepares `jobrunner run clickstream --demo`: it starts an embedded
 // NATS server with JetStream on a free port and a temporary store, makes the
 // stream and the dead-letter stream (EnsureStream), points cfg.NATS at the
-// server, sets cfg.OutputDir to DefaultDemoOutputDir/run-<time> if it is
-// empty, and starts the generator in the background: demo-events events
+// server, sets cfg.OutputDir to a new subdirectory run-<UTC time> of
+// cfg.OutputDir (DefaultDemoOutputDir if empty), so that every demo writes
+// fresh results beside the earlier ones (Build refuses a directory that holds
+// an earlier run's results), and starts the generator in the background: demo-events events
 // (default 200 000, ten minutes of event time) at demo-rate events per second
 // (default 50 000), with the given seed and the job's stream parameters.
 //
@@ -78,9 +79,11 @@ func Demo(ctx context.Context, cfg *jobs.Config) (stop func() error, ready <-cha
 	}
 
 	cfg.NATS = jetstream.ConnConfig{URL: srv.URL()}
-	if cfg.OutputDir == "" {
-		cfg.OutputDir = filepath.Join(DefaultDemoOutputDir, "run-"+time.Now().UTC().Format("20060102T150405.000Z"))
+	base := cfg.OutputDir
+	if base == "" {
+		base = DefaultDemoOutputDir
 	}
+	cfg.OutputDir = filepath.Join(base, "run-"+time.Now().UTC().Format("20060102T150405.000Z"))
 	log.Info("clickstream demo: embedded NATS server started; publishing events",
 		"url", srv.URL(), "stream", s.stream, "events", gen.Count, "rate", gen.Rate, "output", cfg.OutputDir)
 

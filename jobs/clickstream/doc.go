@@ -15,6 +15,8 @@
 // connectors/file) and, when Config.Postgres is set, to the table
 // <table-prefix><result> (created if missing, upserted by its key columns, or
 // written exactly once per checkpoint with postgres-mode=exactly-once).
+// A fresh start (not restored from a checkpoint) refuses an output directory
+// that already holds results (ErrOutputNotEmpty): readers would see two runs.
 //
 // It registers itself as "clickstream" in jobs.Default, with Demo, so that
 //

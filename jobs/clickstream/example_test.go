@@ -133,7 +133,8 @@ func ExampleGeneratorConfig_RegisterFlags() {
 }
 
 // Demo starts everything the job needs; the job then runs on the config it
-// prepared. Here it reads what the generator published and ends.
+// prepared, writing to a new run directory under OutputDir. Here it reads
+// what the generator published and ends.
 func ExampleDemo() {
 	dir, _ := os.MkdirTemp("", "clickstream-demo")
 	defer os.RemoveAll(dir)
@@ -160,7 +161,7 @@ func ExampleDemo() {
 		return
 	}
 	for _, r := range clickstream.Results {
-		parts, _ := filepath.Glob(filepath.Join(dir, r, "dt=*", "hour=*", "part-*.jsonl"))
+		parts, _ := filepath.Glob(filepath.Join(cfg.OutputDir, r, "dt=*", "hour=*", "part-*.jsonl"))
 		fmt.Println(r, len(parts) > 0)
 	}
 	// Output:

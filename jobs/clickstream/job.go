@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +30,7 @@ func init() {
 		Params:      Params,
 		Build:       Build,
 		Demo:        Demo,
+		Backlog:     Backlog,
 	})
 }
 
@@ -48,6 +51,12 @@ var Results = []string{ResultViews, ResultTop, ResultWatchTime, ResultCountries,
 // HivePartitions is the layout of result directories by event time (the
 // window's last instant, in UTC).
 const HivePartitions = "dt=2006-01-02/hour=15"
+
+// ErrOutputNotEmpty is returned by Build for a fresh start (no
+// Config.Job.RestoreFrom) whose output directory already holds results:
+// a reader would see two runs' rows, and the new part files could clash with
+// the old ones' names.
+var ErrOutputNotEmpty = errors.New("clickstream: output directory holds the results of an earlier run")
 
 // ErrNoOutput is returned by Build when neither files nor Postgres are
 // configured: the job would compute results and write them nowhere.
@@ -84,6 +93,11 @@ func BuildWithCounters(cfg jobs.Config) (*dataflow.Job, *Counters, error) {
 	}
 	if cfg.OutputDir == "" && cfg.Postgres == "" {
 		return nil, nil, ErrNoOutput
+	}
+	if cfg.OutputDir != "" && cfg.Job.RestoreFrom == nil {
+		if err := checkFreshOutput(cfg.OutputDir); err != nil {
+			return nil, nil, err
+		}
 	}
 	if cfg.NATS.URL == "" {
 		return nil, nil, fmt.Errorf("clickstream: no NATS server URL (Config.NATS.URL) to read stream %s from", s.stream)
@@ -192,6 +206,35 @@ func BuildWithCounters(cfg jobs.Config) (*dataflow.Job, *Counters, error) {
 		return nil, nil, err
 	}
 	return job, counters, nil
+}
+
+// checkFreshOutput fails if a result directory under dir holds a final
+// file (one whose name does not start with "." or "_").
+func checkFreshOutput(dir string) error {
+	for _, r := range Results {
+		var found string
+		err := filepath.WalkDir(filepath.Join(dir, r), func(p string, d fs.DirEntry, err error) error {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll
+			}
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && !strings.HasPrefix(d.Name(), ".") && !strings.HasPrefix(d.Name(), "_") {
+				found = p
+				return fs.SkipAll
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("clickstream: output directory %s: %w", dir, err)
+		}
+		if found != "" {
+			return fmt.Errorf("%w: %s (for example %s); write to a new directory, or remove it, or restore the run from its checkpoint",
+				ErrOutputNotEmpty, dir, found)
+		}
+	}
+	return nil
 }
 
 type outputs struct {

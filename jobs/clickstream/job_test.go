@@ -3,6 +3,7 @@ package clickstream_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -96,9 +97,9 @@ func windows(rows []clickstream.VideoViews) map[time.Time]bool {
 	return ws
 }
 
-// A live run, reading while the generator publishes, and a replay from
-// offset zero at another parallelism write the same rows for every window
-// the live run completed; the replay also matches the batch computation.
+// A live run, reading while the generator publishes and checkpointing as it
+// goes, then drained, writes the same rows as a replay from offset zero at
+// another parallelism; both match the batch computation.
 func TestLiveRunAndReplayAgree(t *testing.T) {
 	srv := startServer(t)
 	nc := connect(t, srv.URL())
@@ -130,16 +131,17 @@ func TestLiveRunAndReplayAgree(t *testing.T) {
 	want, malformed := reference(msgs, time.Minute, clickstream.DefaultOutOfOrder, clickstream.DefaultLateness, clickstream.DefaultTop)
 
 	// Caught up: the source emitted every event that decodes (polling the job
-	// is the only way to know it has read the server's stream).
+	// is the only way to know it has read the server's stream). Then end its
+	// input where it is, as jobrunner does after a demo: every window fires.
 	require.Eventually(t, func() bool {
 		return sourceRecords(live) == int64(len(msgs)-malformed)
 	}, 30*time.Second, 10*time.Millisecond)
-	savepoint, err := checkpoint.NewLocalStorage(t.TempDir())
-	require.NoError(t, err)
-	_, err = live.StopWithSavepoint(context.Background(), savepoint)
-	require.NoError(t, err)
+	require.Greater(t, live.Metrics().Checkpoints.Completed, int64(0), "the live run took no checkpoint while it read")
+	require.NoError(t, live.Drain(ctx))
 	require.NoError(t, <-runErr)
 	require.EqualValues(t, malformed, counters.Malformed())
+	liveRes := readResults(t, liveDir, false)
+	requireResults(t, want, liveRes)
 
 	replayDir := t.TempDir()
 	replay, err := clickstream.Build(jobs.Config{
@@ -151,32 +153,7 @@ func TestLiveRunAndReplayAgree(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.NoError(t, replay.Run(context.Background()))
-	replayed := readResults(t, replayDir, false)
-	requireResults(t, want, replayed)
-
-	// The live run stopped before the watermark passed the last windows;
-	// every window it emitted is complete and equal to the replay's.
-	liveRes := readResults(t, liveDir, false)
-	liveWindows := windows(liveRes.Views)
-	require.GreaterOrEqual(t, len(liveWindows), 3, "the live run completed too few windows to compare")
-	inLive := func(start time.Time) bool { return liveWindows[start] }
-	require.Equal(t, filterRows(replayed.Views, func(r clickstream.VideoViews) bool { return inLive(r.WindowStart) }), liveRes.Views)
-	require.Equal(t, filterRows(replayed.Top, func(r clickstream.TopVideo) bool { return inLive(r.WindowStart) }), liveRes.Top)
-	require.Equal(t, filterRows(replayed.Watch, func(r clickstream.WatchTime) bool { return inLive(r.WindowStart) }), liveRes.Watch)
-	require.Equal(t, filterRows(replayed.Countries, func(r clickstream.CountryViews) bool { return inLive(r.WindowStart) }), liveRes.Countries)
-	require.Equal(t, filterRows(replayed.Errors, func(r clickstream.PlaybackErrors) bool { return inLive(r.WindowStart) }), liveRes.Errors)
-	// Late events are decided when read, so the live run has all of them.
-	require.Equal(t, replayed.Late, liveRes.Late)
-}
-
-func filterRows[T any](rows []T, keep func(T) bool) []T {
-	var out []T
-	for _, r := range rows {
-		if keep(r) {
-			out = append(out, r)
-		}
-	}
-	return out
+	requireResults(t, liveRes, readResults(t, replayDir, false))
 }
 
 // sourceRecords is what the job's source emitted so far.
@@ -259,6 +236,25 @@ func TestBuildErrors(t *testing.T) {
 	cfg.NATS.URL = ""
 	_, err = clickstream.Build(cfg)
 	require.ErrorContains(t, err, "no NATS server URL")
+
+	// A fresh start refuses an output directory with an earlier run's
+	// results; files still hidden (not committed) do not count.
+	cfg = base
+	cfg.OutputDir = t.TempDir()
+	part := filepath.Join(cfg.OutputDir, clickstream.ResultErrors, "dt=2026-01-01", "hour=00")
+	require.NoError(t, os.MkdirAll(part, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(part, ".part-0-x-0.jsonl.pending"), nil, 0o644))
+	_, err = clickstream.Build(cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(part, "part-0-1-0.jsonl"), nil, 0o644))
+	_, err = clickstream.Build(cfg)
+	require.ErrorIs(t, err, clickstream.ErrOutputNotEmpty)
+	require.ErrorContains(t, err, filepath.Join(part, "part-0-1-0.jsonl"))
+	// Restoring goes on writing there.
+	cfg.Job.RestoreFrom, err = checkpoint.NewLocalStorage(t.TempDir())
+	require.NoError(t, err)
+	_, err = clickstream.Build(cfg)
+	require.NoError(t, err)
 }
 
 // A stream that exists with other subjects is reported, not changed.
@@ -306,4 +302,53 @@ func TestMalformedFail(t *testing.T) {
 	require.True(t, strings.Contains(err.Error(), "stream clickstream subject clicks."), err.Error())
 	var oe *dataflow.OperatorError
 	require.True(t, errors.As(err, &oe))
+}
+
+// Backlog counts what a replay from each start position will read.
+func TestBacklog(t *testing.T) {
+	srv := startServer(t)
+	nc := connect(t, srv.URL())
+	g := testGenerator(3000)
+	publish(t, nc, g)
+	ctx := context.Background()
+	cfg := jobs.Config{NATS: jetstream.ConnConfig{URL: srv.URL()}}
+	for _, tc := range []struct {
+		start jetstream.StartPosition
+		want  int64
+	}{
+		{jetstream.Earliest(), 3000},
+		{jetstream.Sequence(1001), 2000},
+		{jetstream.Sequence(5000), 0},
+		{jetstream.Latest(), 0},
+		{jetstream.Time(time.Now().Add(time.Hour)), 0},
+	} {
+		cfg.Start = tc.start
+		n, err := clickstream.Backlog(ctx, cfg)
+		require.NoError(t, err, tc.start.String())
+		require.Equal(t, tc.want, n, tc.start.String())
+	}
+
+	cfg.Start = jetstream.Earliest()
+	cfg.Params = map[string]string{"stream": "other"}
+	_, err := clickstream.Backlog(ctx, cfg)
+	require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
+	require.ErrorContains(t, err, "stream other")
+}
+
+// The documented defaults are the ones the job uses.
+func TestParamDefaults(t *testing.T) {
+	want := map[string]string{
+		"window": clickstream.DefaultWindow.String(), "out-of-orderness": clickstream.DefaultOutOfOrder.String(),
+		"lateness": clickstream.DefaultLateness.String(), "idleness": clickstream.DefaultIdleness.String(),
+	}
+	seen := 0
+	for _, p := range clickstream.Params {
+		if w, ok := want[p.Name]; ok {
+			d, err := time.ParseDuration(p.Default)
+			require.NoError(t, err)
+			require.Equal(t, w, d.String(), p.Name)
+			seen++
+		}
+	}
+	require.Equal(t, len(want), seen)
 }
