@@ -6,65 +6,97 @@ import (
 	"github.com/sluicedata/sluice/state"
 )
 
-// aggContents keeps one accumulator per window (incremental aggregation).
+// aggContents keeps one accumulator per window (incremental aggregation), in
+// the key's list of windows (see slot).
 type aggContents[K comparable, In, Acc, Out any] struct {
 	agg  operators.AggregateFunction[In, Acc, Out]
-	accs *state.Map[Window, Acc]
+	wins *state.Value[[]slot[Acc]]
 }
 
 func (c *aggContents[K, In, Acc, Out]) open(b state.Backend) (err error) {
-	c.accs, err = state.NewMap[Window, Acc](b, "windows")
+	c.wins, err = newWindowsState[Acc](b)
 	return err
 }
 
 func (c *aggContents[K, In, Acc, Out]) add(w Window, v In) (bool, error) {
-	acc, ok, err := c.accs.Get(w)
+	s, _, err := c.wins.Get()
 	if err != nil {
 		return false, err
 	}
-	if !ok {
-		acc = c.agg.CreateAccumulator()
+	i, ok := findSlot(s, w)
+	if ok {
+		s[i].acc = c.agg.Add(s[i].acc, v)
+	} else {
+		s = insertSlot(s, i, slot[Acc]{win: w, acc: c.agg.Add(c.agg.CreateAccumulator(), v)})
 	}
-	return !ok, c.accs.Put(w, c.agg.Add(acc, v))
+	return !ok, c.wins.Update(s)
 }
 
 func (c *aggContents[K, In, Acc, Out]) fire(key K, w, stateWin Window, out dataflow.Output[Result[K, Out]]) error {
-	acc, ok, err := c.accs.Get(stateWin)
-	if err != nil || !ok {
-		return err // a purged window that received nothing since: no result
+	s, _, err := c.wins.Get()
+	if err != nil {
+		return err
 	}
-	out.Collect(Result[K, Out]{Key: key, Window: w, Value: c.agg.Result(acc)}, w.MaxTimestamp())
+	i, ok := findSlot(s, stateWin)
+	if !ok {
+		return nil // a purged window that received nothing since: no result
+	}
+	out.Collect(Result[K, Out]{Key: key, Window: w, Value: c.agg.Result(s[i].acc)}, w.MaxTimestamp())
 	return nil
 }
 
 func (c *aggContents[K, In, Acc, Out]) merge(into Window, from []Window) error {
+	s, _, err := c.wins.Get()
+	if err != nil {
+		return err
+	}
+	changed := false
 	for _, f := range from {
-		acc, ok, err := c.accs.Get(f)
-		if err != nil {
-			return err
-		}
+		i, ok := findSlot(s, f)
 		if !ok {
 			continue
 		}
-		if cur, ok, err := c.accs.Get(into); err != nil {
-			return err
-		} else if ok {
-			acc = c.agg.Merge(cur, acc)
+		acc := s[i].acc
+		s = removeSlot(s, i)
+		if j, ok := findSlot(s, into); ok {
+			s[j].acc = c.agg.Merge(s[j].acc, acc)
+		} else {
+			s = insertSlot(s, j, slot[Acc]{win: into, acc: acc})
 		}
-		if err := c.accs.Put(into, acc); err != nil {
-			return err
-		}
-		if err := c.accs.Remove(f); err != nil {
-			return err
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return c.wins.Update(s)
+}
+
+func (c *aggContents[K, In, Acc, Out]) clear(w Window) error {
+	s, _, err := c.wins.Get()
+	if err != nil {
+		return err
+	}
+	i, ok := findSlot(s, w)
+	if !ok {
+		return nil
+	}
+	if len(s) == 1 {
+		return c.wins.Clear()
+	}
+	return c.wins.Update(removeSlot(s, i))
+}
+
+func (c *aggContents[K, In, Acc, Out]) windows(fn func(Window) bool) error {
+	s, _, err := c.wins.Get()
+	if err != nil {
+		return err
+	}
+	for _, x := range s {
+		if !fn(x.win) {
+			break
 		}
 	}
 	return nil
-}
-
-func (c *aggContents[K, In, Acc, Out]) clear(w Window) error { return c.accs.Remove(w) }
-
-func (c *aggContents[K, In, Acc, Out]) windows(fn func(Window) bool) error {
-	return c.accs.Range(func(w Window, _ Acc) bool { return fn(w) })
 }
 
 // ProcessWindowFunction computes a window's results from all its records, in

@@ -60,9 +60,14 @@ type LateRecords interface{ LateRecords() int64 }
 // that. Windows that received no record do not exist and never fire. At end
 // of input every event-time window fires.
 //
-// Window contents are keyed state (a Map from window to accumulator, named
-// "windows"; trigger counters, named "trigger"; for sessions the key's
-// sessions, named "sessions"), and firing times are keyed timers.
+// Window contents are keyed state (per key, a Value named "windows" that
+// lists the key's windows with their accumulators; trigger counters, a Map
+// named "trigger"; for sessions the key's sessions, named "sessions"), and
+// firing times are keyed timers. With the default trigger and a tumbling or
+// sliding assigner, a specialized operator does the same with less work per
+// record: one read and one write of the key's windows per record whatever
+// the number of windows, and a window's timer registered only when the
+// window is created.
 //
 // A record without a timestamp fails the job (event time is required), and so
 // does one at dataflow.MaxWatermark. A timestamp of 0 is an ordinary time,
@@ -78,6 +83,9 @@ func Aggregate[K comparable, In, Acc, Out any](in dataflow.KeyedStream[K, In], n
 	var newOp func(out dataflow.Output[Result[K, Out]]) dataflow.Operator[In]
 	if agg != nil {
 		newOp = func(out dataflow.Output[Result[K, Out]]) dataflow.Operator[In] {
+			if op := newFastAgg(c, assigner, agg, in.KeyFunc(), out); op != nil {
+				return op
+			}
 			return &core[K, In, Out]{cfg: c, assigner: assigner, trigger: c.trigger, key: in.KeyFunc(), out: out,
 				cont: &aggContents[K, In, Acc, Out]{agg: agg}}
 		}

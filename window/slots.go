@@ -1,0 +1,134 @@
+package window
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/sluicedata/sluice/dataflow"
+	"github.com/sluicedata/sluice/state"
+)
+
+// slot is one window's accumulator. A key's windows are a []slot in keyed
+// state (a Value named "windows"), sorted by window: a record of a tumbling
+// window finds its accumulator at the end of a one- or two-element list, one
+// of a sliding window in a list of about size/slide elements, with one state
+// lookup per record however many windows it is in.
+type slot[Acc any] struct {
+	win Window
+	acc Acc
+}
+
+// windowLess orders windows by start, then end.
+func windowLess(a, b Window) bool {
+	return a.Start < b.Start || a.Start == b.Start && a.End < b.End
+}
+
+// findSlot returns the index of w in s, or the index to insert it at. It
+// searches from the end: the newest windows, which records hit most.
+func findSlot[Acc any](s []slot[Acc], w Window) (int, bool) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i].win == w {
+			return i, true
+		}
+		if windowLess(s[i].win, w) {
+			return i + 1, false
+		}
+	}
+	return 0, false
+}
+
+// insertSlot inserts x at i.
+func insertSlot[Acc any](s []slot[Acc], i int, x slot[Acc]) []slot[Acc] {
+	if i == len(s) {
+		return append(s, x)
+	}
+	s = append(s, slot[Acc]{})
+	copy(s[i+1:], s[i:])
+	s[i] = x
+	return s
+}
+
+// removeSlot removes the slot at i.
+func removeSlot[Acc any](s []slot[Acc], i int) []slot[Acc] {
+	copy(s[i:], s[i+1:])
+	s[len(s)-1] = slot[Acc]{} // drop the accumulator's references
+	return s[:len(s)-1]
+}
+
+// slotsVersion starts the encoding of a key's windows.
+const slotsVersion = 1
+
+var errSlots = errors.New("window: corrupt window state")
+
+// slotsCodec encodes a key's windows: a version byte, the count, and per
+// window its start and end (varints) and its accumulator (a 4-byte length,
+// then acc's encoding).
+type slotsCodec[Acc any] struct{ acc state.Codec[Acc] }
+
+func (c slotsCodec[Acc]) Append(dst []byte, s []slot[Acc]) ([]byte, error) {
+	dst = append(dst, slotsVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	var err error
+	for _, x := range s {
+		dst = binary.AppendVarint(dst, int64(x.win.Start))
+		dst = binary.AppendVarint(dst, int64(x.win.End))
+		at := len(dst)
+		dst = append(dst, 0, 0, 0, 0)
+		if dst, err = c.acc.Append(dst, x.acc); err != nil {
+			return dst, fmt.Errorf("accumulator of window %v: %w", x.win, err)
+		}
+		binary.BigEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
+	}
+	return dst, nil
+}
+
+func (c slotsCodec[Acc]) Decode(b []byte) ([]slot[Acc], error) {
+	if len(b) == 0 || b[0] != slotsVersion {
+		return nil, fmt.Errorf("%w: not version %d", errSlots, slotsVersion)
+	}
+	b = b[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return nil, fmt.Errorf("%w: bad count", errSlots)
+	}
+	b = b[k:]
+	s := make([]slot[Acc], n)
+	for i := range s {
+		start, k1 := binary.Varint(b)
+		if k1 <= 0 {
+			return nil, fmt.Errorf("%w: window %d: bad start", errSlots, i)
+		}
+		end, k2 := binary.Varint(b[k1:])
+		if k2 <= 0 {
+			return nil, fmt.Errorf("%w: window %d: bad end", errSlots, i)
+		}
+		b = b[k1+k2:]
+		if len(b) < 4 {
+			return nil, fmt.Errorf("%w: window %d: truncated", errSlots, i)
+		}
+		sz := int(binary.BigEndian.Uint32(b))
+		if sz > len(b)-4 {
+			return nil, fmt.Errorf("%w: window %d: truncated accumulator", errSlots, i)
+		}
+		acc, err := c.acc.Decode(b[4 : 4+sz])
+		if err != nil {
+			return nil, fmt.Errorf("%w: window %d: accumulator: %v", errSlots, i, err)
+		}
+		s[i] = slot[Acc]{win: Window{Start: dataflow.Timestamp(start), End: dataflow.Timestamp(end)}, acc: acc}
+		b = b[4+sz:]
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the last window", errSlots, len(b))
+	}
+	return s, nil
+}
+
+// newWindowsState declares a key's windows with their accumulators: the
+// Value "windows" of incremental window aggregation.
+func newWindowsState[Acc any](b state.Backend) (*state.Value[[]slot[Acc]], error) {
+	if err := state.CheckEncodable[Acc](); err != nil {
+		return nil, fmt.Errorf("window accumulator: %w", err)
+	}
+	return state.NewValue[[]slot[Acc]](b, "windows", state.WithCodec[[]slot[Acc]](slotsCodec[Acc]{acc: state.Msgpack[Acc]()}))
+}

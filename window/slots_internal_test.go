@@ -1,0 +1,87 @@
+package window
+
+import (
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluicedata/sluice/dataflow"
+	"github.com/sluicedata/sluice/state"
+)
+
+func TestSlotsCodecRoundTrips(t *testing.T) {
+	c := slotsCodec[CountsAcc[string]]{acc: state.Msgpack[CountsAcc[string]]()}
+	in := []slot[CountsAcc[string]]{
+		{win: Window{Start: dataflow.MinWatermark, End: -5}, acc: CountsAcc[string]{Counts: map[string]int64{"a": 1}}},
+		{win: Window{Start: 0, End: 10}},
+		{win: Window{Start: 10, End: dataflow.MaxWatermark}, acc: CountsAcc[string]{Counts: map[string]int64{"b": 2, "c": math.MaxInt64}}},
+	}
+	b, err := c.Append([]byte("prefix"), in)
+	require.NoError(t, err)
+	require.Equal(t, "prefix", string(b[:6]), "appends")
+	out, err := c.Decode(b[6:])
+	require.NoError(t, err)
+	require.Equal(t, in, out)
+
+	empty, err := c.Append(nil, nil)
+	require.NoError(t, err)
+	out, err = c.Decode(empty)
+	require.NoError(t, err)
+	require.Empty(t, out)
+
+	// Every truncation, and a trailing byte, is refused rather than misread.
+	for n := range len(b) - 6 {
+		_, err := c.Decode(b[6 : 6+n])
+		require.ErrorIs(t, err, errSlots, "truncated to %d bytes", n)
+	}
+	_, err = c.Decode(append(b[6:], 0))
+	require.ErrorIs(t, err, errSlots)
+}
+
+func TestFindSlotKeepsWindowsSorted(t *testing.T) {
+	var s []slot[int64]
+	for _, start := range []dataflow.Timestamp{4, 0, 8, 2, 6, 2} {
+		w := Window{Start: start, End: start + 10}
+		i, ok := findSlot(s, w)
+		if ok {
+			s[i].acc++
+			continue
+		}
+		s = insertSlot(s, i, slot[int64]{win: w, acc: 1})
+	}
+	var starts []dataflow.Timestamp
+	for _, x := range s {
+		starts = append(starts, x.win.Start)
+	}
+	require.Equal(t, []dataflow.Timestamp{0, 2, 4, 6, 8}, starts)
+	require.Equal(t, int64(2), s[1].acc)
+	s = removeSlot(s, 0)
+	s = removeSlot(s, len(s)-1)
+	require.Len(t, s, 3)
+	require.Equal(t, dataflow.Timestamp(2), s[0].win.Start)
+	require.Equal(t, dataflow.Timestamp(6), s[2].win.Start)
+}
+
+func FuzzSlotsCodec(f *testing.F) {
+	c := slotsCodec[AvgAcc]{acc: state.Msgpack[AvgAcc]()}
+	seed, err := c.Append(nil, []slot[AvgAcc]{{win: Window{Start: 1, End: 2}, acc: AvgAcc{Sum: 3, Count: 4}}})
+	require.NoError(f, err)
+	f.Add(seed)
+	f.Add([]byte{slotsVersion, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := c.Decode(b)
+		if err != nil {
+			return
+		}
+		// What decodes encodes back to a form that decodes the same (compared
+		// encoded: a NaN is not equal to itself).
+		again, err := c.Append(nil, s)
+		require.NoError(t, err)
+		s2, err := c.Decode(again)
+		require.NoError(t, err)
+		third, err := c.Append(nil, s2)
+		require.NoError(t, err)
+		require.Equal(t, again, third)
+	})
+}
