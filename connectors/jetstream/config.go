@@ -273,7 +273,10 @@ func (c SourceConfig[T]) Validate() error {
 		if err := validFilter(c.OnDecodeError.subject); err != nil || strings.ContainsAny(c.OnDecodeError.subject, "*>") {
 			return fmt.Errorf("%w: stream %s: dead-letter subject %q is not a literal subject", ErrConfig, c.Stream, c.OnDecodeError.subject)
 		}
-		for _, p := range c.partitions() {
+		// Explicit filters only: the whole-stream partition reads the
+		// stream's subjects, which Open checks against the dead-letter
+		// subject (it usually belongs to another stream).
+		for _, p := range c.Partitions {
 			if subjectsIntersect(p, c.OnDecodeError.subject) {
 				return fmt.Errorf("%w: stream %s: dead-letter subject %q is read by partition %q", ErrConfig, c.Stream, c.OnDecodeError.subject, p)
 			}

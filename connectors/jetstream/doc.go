@@ -58,16 +58,24 @@
 // ErrStartPosition for a start sequence beyond the end of the stream (or
 // removed from it) or a checkpointed offset beyond its end,
 // ErrStreamDeleted when the stream is deleted (or deleted and recreated)
-// while it is read, and ErrPurged.
+// while it is read or since the checkpoint a job restores from (the
+// checkpoint records when the stream was created, so a stream of the same
+// name created again is not taken for the old one, whatever its sequences),
+// and ErrPurged.
 //
 // Purges. With a subject filter, gaps between the sequences a partition sees
 // are normal: they are other subjects' messages. A partition reports
 // ErrPurged when its consumer's first delivery (after Open, a restore or any
 // re-creation) comes after the expected next sequence while the stream now
 // starts after that sequence: messages it had still to read were purged or
-// expired. It never skips them silently. A whole-stream partition checks
-// every gap. A purge that happens while a filtered partition is read is seen
-// when its consumer is next recreated.
+// expired. A whole-stream partition checks every gap, and a restored one
+// also checks at Open that the stream still holds the message after its
+// position (or that nothing was stored after it). A purge that happens while
+// a filtered partition is read is seen when its consumer is next recreated.
+// One case cannot be told apart: a filtered partition whose unread messages
+// were all removed, and that gets no message after them, looks like one that
+// had none (the removed messages' subjects are not known), so a bounded
+// restore of it ends without an error.
 //
 // Concurrency. The runtime calls a source subtask's methods from that
 // subtask's goroutine; a Counter may be read from anywhere while the job runs.

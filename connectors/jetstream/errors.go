@@ -13,7 +13,9 @@ var (
 	ErrConnect = errors.New("jetstream: cannot connect")
 	// ErrStreamNotFound: the stream does not exist when the source opens.
 	ErrStreamNotFound = errors.New("jetstream: stream not found")
-	// ErrStreamDeleted: the stream was deleted while the source read it.
+	// ErrStreamDeleted: the stream was deleted (or deleted and created
+	// again) while the source read it, or since the checkpoint the job
+	// restores from.
 	ErrStreamDeleted = errors.New("jetstream: stream deleted")
 	// ErrNoSubjectMatch: a partition's subject filter cannot match any
 	// subject of the stream.

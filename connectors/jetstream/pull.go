@@ -80,6 +80,10 @@ func (s *source[T]) createConsumer(ctx context.Context, p *partition) (fatal, er
 		}
 		return nil, err
 	}
+	if !info.Created.Equal(s.created) {
+		return fmt.Errorf("%w: stream %s on %s was deleted and created again (created %s before, %s now) while partition %s was read at seq %d", ErrStreamDeleted, s.cfg.Stream, s.url,
+			s.created.UTC().Format(time.RFC3339Nano), info.Created.UTC().Format(time.RFC3339Nano), p.filter, p.last), nil
+	}
 	if p.resolved && info.State.LastSeq < p.last {
 		return fmt.Errorf("%w: stream %s on %s ends at seq %d, before partition %s's position %d: was the stream deleted and recreated?", ErrStreamDeleted, s.cfg.Stream, s.url, info.State.LastSeq, p.filter, p.last), nil
 	}
@@ -111,7 +115,9 @@ func (s *source[T]) createConsumer(ctx context.Context, p *partition) (fatal, er
 	default: // Earliest not yet resolved
 		cc.DeliverPolicy = jetstream.DeliverAllPolicy
 	}
-	cons, err := s.js.CreateConsumer(ctx, s.cfg.Stream, cc)
+	actx, cancel := apiContext(ctx)
+	cons, err := s.js.CreateConsumer(actx, s.cfg.Stream, cc)
+	cancel()
 	if err != nil {
 		_ = sub.Unsubscribe()
 		if errors.Is(err, jetstream.ErrStreamNotFound) {

@@ -36,10 +36,21 @@ func NewSource[T any](cfg SourceConfig[T]) (dataflow.Source[T], error) {
 }
 
 // sourceState is a subtask's checkpointed position: per partition (subject
-// filter) the stream sequence of the last record emitted.
+// filter) the stream sequence of the last record emitted, and when the stream
+// was created, so that a restore notices a stream deleted and created again
+// under the same name (whose sequences are another stream's). Checkpoints
+// written before Created existed restore without that check.
 type sourceState struct {
 	Stream  string            `msgpack:"stream"`
 	Offsets map[string]uint64 `msgpack:"offsets"`
+	Created time.Time         `msgpack:"created,omitempty"`
+}
+
+// restoredState is what the offsets of every old subtask say together.
+type restoredState struct {
+	id      int64
+	offsets map[string]uint64
+	created time.Time // zero if no old subtask recorded it
 }
 
 type source[T any] struct {
@@ -69,6 +80,8 @@ type source[T any] struct {
 	msg         Msg // reused for every message
 	lastSubject string
 	lastSeq     uint64
+
+	created time.Time // the stream's creation time, checkpointed
 
 	failures  int64 // decode failures not yet added to DecodeFailures
 	dlq       []jetstream.PubAckFuture
@@ -105,19 +118,30 @@ func (s *source[T]) Open(ctx context.Context, oc *dataflow.OperatorContext) erro
 		return fmt.Errorf("jetstream: stream %s on %s: %w", s.cfg.Stream, s.url, err)
 	}
 	s.reconnects = s.nc.Stats().Reconnects
-	s.stream, err = s.js.Stream(ctx, s.cfg.Stream)
+	restored, err := s.restoredOffsets(oc)
+	if err != nil {
+		return err
+	}
+	actx, cancel := apiContext(ctx)
+	s.stream, err = s.js.Stream(actx, s.cfg.Stream)
+	cancel()
 	if err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			if restored != nil && len(restored.offsets) > 0 {
+				// The checkpoint read this stream: it was deleted since.
+				return fmt.Errorf("%w: stream %s on %s: checkpoint %d has read positions in it, but the stream is gone: %w", ErrStreamDeleted, s.cfg.Stream, s.url, restored.id, ErrStreamNotFound)
+			}
 			return fmt.Errorf("%w: stream %s on %s", ErrStreamNotFound, s.cfg.Stream, s.url)
 		}
 		return fmt.Errorf("jetstream: stream %s on %s: %w", s.cfg.Stream, s.url, err)
 	}
 	info := s.stream.CachedInfo()
-	if err := s.checkSubjects(info); err != nil {
-		return err
+	s.created = info.Created
+	if restored != nil && !restored.created.IsZero() && !restored.created.Equal(info.Created) {
+		return fmt.Errorf("%w: stream %s on %s was deleted and created again since checkpoint %d (created %s then, %s now): the checkpoint's read positions are not positions in it",
+			ErrStreamDeleted, s.cfg.Stream, s.url, restored.id, restored.created.UTC().Format(time.RFC3339Nano), info.Created.UTC().Format(time.RFC3339Nano))
 	}
-	restored, err := s.restoredOffsets(oc)
-	if err != nil {
+	if err := s.checkSubjects(info); err != nil {
 		return err
 	}
 	for i, f := range s.cfg.partitions() {
@@ -199,11 +223,11 @@ func (s *source[T]) checkSubjects(info *jetstream.StreamInfo) error {
 // restoredOffsets merges the offsets of every old subtask: each partition is
 // taken by the new subtask it is assigned to now, whatever the old
 // parallelism.
-func (s *source[T]) restoredOffsets(oc *dataflow.OperatorContext) (map[string]uint64, error) {
+func (s *source[T]) restoredOffsets(oc *dataflow.OperatorContext) (*restoredState, error) {
 	if oc.Restored == nil {
 		return nil, nil
 	}
-	offsets := map[string]uint64{}
+	r := &restoredState{id: oc.Restored.CheckpointID, offsets: map[string]uint64{}}
 	for old, b := range oc.Restored.Subtasks {
 		if len(b) == 0 {
 			continue
@@ -216,19 +240,34 @@ func (s *source[T]) restoredOffsets(oc *dataflow.OperatorContext) (map[string]ui
 			return nil, fmt.Errorf("%w: checkpoint %d holds offsets of stream %s, but the source reads stream %s", ErrStartPosition, oc.Restored.CheckpointID, st.Stream, s.cfg.Stream)
 		}
 		for f, seq := range st.Offsets {
-			offsets[f] = seq
+			r.offsets[f] = seq
+		}
+		if !st.Created.IsZero() {
+			r.created = st.Created
 		}
 	}
-	return offsets, nil
+	return r, nil
 }
 
 // position sets where p starts (restored offset or start position) and,
 // when bounded, where it ends.
-func (s *source[T]) position(ctx context.Context, p *partition, info *jetstream.StreamInfo, restored map[string]uint64) error {
+func (s *source[T]) position(ctx context.Context, p *partition, info *jetstream.StreamInfo, restored *restoredState) error {
 	st := info.State
-	if last, ok := restored[p.filter]; ok {
+	var last uint64
+	ok := false
+	if restored != nil {
+		last, ok = restored.offsets[p.filter]
+	}
+	if ok {
 		if last > st.LastSeq {
 			return fmt.Errorf("%w: stream %s on %s: checkpoint has partition %s at seq %d, but the stream ends at seq %d (was it deleted and recreated?)", ErrStartPosition, s.cfg.Stream, s.url, p.filter, last, st.LastSeq)
+		}
+		if p.filter == wholeStream && st.LastSeq > last && st.FirstSeq > last+1 {
+			// Every message of the stream is the partition's: those after
+			// the position and before the stream's start now are lost.
+			// (A filtered partition finds out at its first delivery.)
+			return fmt.Errorf("%w: stream %s on %s purged: checkpoint %d has it read up to seq %d (next %d), but the stream now starts at seq %d: seqs %d to %d were removed before they were read",
+				ErrPurged, s.cfg.Stream, s.url, restored.id, last, last+1, st.FirstSeq, last+1, st.FirstSeq-1)
 		}
 		p.last, p.resolved, p.strict = last, true, true
 	} else {
@@ -256,7 +295,9 @@ func (s *source[T]) position(ctx context.Context, p *partition, info *jetstream.
 			p.end = 0
 		}
 	} else {
-		m, err := s.stream.GetLastMsgForSubject(ctx, p.filter)
+		actx, cancel := apiContext(ctx)
+		m, err := s.stream.GetLastMsgForSubject(actx, p.filter)
+		cancel()
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 			p.end = 0
@@ -275,9 +316,20 @@ func (s *source[T]) position(ctx context.Context, p *partition, info *jetstream.
 	return nil
 }
 
+// apiTimeout bounds each JetStream API request of the source. A request
+// whose response is lost (the server restarted in between) would otherwise
+// wait as long as the job's context allows, which may be for ever.
+// (A variable, so that a test can shorten it.)
+var apiTimeout = 5 * time.Second
+
+// apiContext is ctx bounded by apiTimeout.
+func apiContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, apiTimeout)
+}
+
 // streamInfo fetches the stream's current info.
 func (s *source[T]) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := apiContext(ctx)
 	defer cancel()
 	return s.stream.Info(ctx)
 }
@@ -551,7 +603,7 @@ func (s *source[T]) emitWatermark(out dataflow.Output[T]) {
 // SnapshotState records, per partition, the stream sequence of the last
 // record emitted (or the position before the start if none was).
 func (s *source[T]) SnapshotState(context.Context, int64) ([]byte, error) {
-	st := sourceState{Stream: s.cfg.Stream, Offsets: make(map[string]uint64, len(s.parts))}
+	st := sourceState{Stream: s.cfg.Stream, Offsets: make(map[string]uint64, len(s.parts)), Created: s.created}
 	for _, p := range s.parts {
 		if p.resolved {
 			st.Offsets[p.filter] = p.last
