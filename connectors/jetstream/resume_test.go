@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -70,6 +71,12 @@ func TestSourceSurvivesServerRestartWhileReading(t *testing.T) {
 	o := openSource(t, cfg, 0, 1, nil)
 	o.pollUntil(t, func() bool { return len(o.out.vals) >= 200 })
 	require.NoError(t, srv.Restart())
+	// The test's own connection comes back too before it publishes (a
+	// publish while it reconnects fails).
+	require.Eventually(t, func() bool {
+		_, err := f.js.Stream(context.Background(), f.stream)
+		return err == nil
+	}, 10*time.Second, 5*time.Millisecond)
 	f.publishViews(500, 700, 4)
 	o.pollUntil(t, func() bool { return len(o.out.vals) >= 700 })
 	require.Equal(t, upTo(700), seqs(o.out.vals))

@@ -82,10 +82,13 @@ func TestPartitionsAreSpreadRoundRobinOverSubtasks(t *testing.T) {
 func TestBoundedStopsAtTheEndCapturedAtOpen(t *testing.T) {
 	eachServer(t, func(t *testing.T, f *fixture) {
 		f.publishViews(0, 300, 0)
-		// A publisher keeps publishing while the job runs.
+		// A publisher keeps publishing while the job runs: it has begun
+		// before the job starts and goes on after the job ended.
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		var published atomic.Int64
+		progress := make(chan struct{}, 1)
+		pubErr := make(chan error, 1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -96,12 +99,28 @@ func TestBoundedStopsAtTheEndCapturedAtOpen(t *testing.T) {
 				default:
 				}
 				if _, err := f.js.Publish(context.Background(), f.subj("views"), []byte(`{"n":1}`)); err != nil {
+					pubErr <- err
 					return
 				}
 				published.Add(1)
+				select {
+				case progress <- struct{}{}:
+				default:
+				}
 			}
 		}()
+		next := func() {
+			select {
+			case <-progress:
+			case err := <-pubErr:
+				t.Fatalf("publisher: %v", err)
+			}
+		}
+		next()
 		rs := values(runBounded(t, f.sourceConfig(0), 1))
+		for at := published.Load(); published.Load() == at; {
+			next()
+		}
 		close(stop)
 		wg.Wait()
 		got := seqs(rs)
