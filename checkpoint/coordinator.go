@@ -305,16 +305,19 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		}
 		c.startQueued()
 		// Next wake-up: the pending checkpoint's deadline, or the next trigger.
-		var wake time.Duration = -1
+		// A wake-up that is already due (the deadline or the next trigger
+		// passed while the loop was busy) fires at once.
+		var wake time.Duration
+		armed := false
 		now := c.cfg.Clock()
 		if c.pending != nil {
-			wake = c.pending.deadline.Sub(now)
+			wake, armed = c.pending.deadline.Sub(now), true
 		} else if periodic && len(c.finished) < c.cfg.Tasks {
 			next := c.lastDone.Add(max(c.cfg.Config.Interval, c.cfg.Config.MinPause))
-			wake = next.Sub(now)
+			wake, armed = next.Sub(now), true
 		}
 		var tc <-chan time.Time
-		if wake >= 0 {
+		if armed {
 			timer.Reset(max(wake, 0))
 			tc = timer.C
 		}

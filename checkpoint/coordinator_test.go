@@ -1,0 +1,65 @@
+package checkpoint_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluicedata/sluice/checkpoint"
+)
+
+// ackingRuntime acknowledges every trigger at once, from another goroutine,
+// and counts completions.
+type ackingRuntime struct {
+	coord     atomic.Pointer[checkpoint.Coordinator]
+	completed chan int64
+	wg        sync.WaitGroup
+}
+
+func (r *ackingRuntime) Trigger(o *checkpoint.Options, tasks []int) {
+	c := r.coord.Load()
+	for _, t := range tasks {
+		r.wg.Go(func() { c.Ack(o.ID, t, nil) })
+	}
+}
+func (r *ackingRuntime) Complete(o *checkpoint.Options) { r.completed <- o.ID }
+func (r *ackingRuntime) Abort(int64)                    {}
+
+// A checkpoint whose completion takes longer than the interval leaves the
+// next trigger already due: it must fire at once, not never.
+func TestCoordinatorTriggersWhenTheNextCheckpointIsAlreadyDue(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := checkpoint.NewLocalStorage(t.TempDir())
+	require.NoError(t, err)
+	// Every reading of this clock is a minute after the last: the next
+	// trigger is always in the past when the loop computes it.
+	var now atomic.Int64
+	clock := func() time.Time { return time.Unix(0, now.Add(int64(time.Minute))) }
+	cfg := checkpoint.DefaultConfig()
+	cfg.Interval = time.Second
+	rt := &ackingRuntime{completed: make(chan int64, 100)}
+	c, err := checkpoint.NewCoordinator(ctx, checkpoint.CoordinatorConfig{Job: "due", MaxParallelism: 128, Config: cfg,
+		Storage: st, Tasks: 1, Sources: []int{0}, Clock: clock}, rt)
+	require.NoError(t, err)
+	rt.coord.Store(c)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	for want := int64(1); want <= 5; want++ {
+		select {
+		case id := <-rt.completed:
+			require.Equal(t, want, id)
+		case <-ctx.Done():
+			t.Fatalf("checkpoint %d never completed: periodic checkpoints stalled (stats %+v)", want, c.Stats())
+		}
+	}
+	stop()
+	require.NoError(t, <-done)
+	rt.wg.Wait()
+	require.GreaterOrEqual(t, c.Stats().Completed, int64(5))
+}
