@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -140,12 +141,15 @@ func BuildWithCounters(cfg jobs.Config) (*dataflow.Job, *Counters, error) {
 	// Every window emits one final result, when the watermark passes its end
 	// plus the allowed lateness (finalTrigger). windowClosed catches what
 	// the windows still drop: only events of a partition that was idle (see
-	// the idleness parameter).
+	// the idleness parameter). Plays go to two windows, views and countries,
+	// which see the same watermarks; only the first reports them, so that
+	// each dropped event is reported once.
 	windowClosed := dataflow.NewOutputTag[Event]("window-closed")
-	wopts := []window.Option{window.AllowedLateness(s.lateness), window.WithTrigger(finalTrigger{lateness: s.lateness}), window.LateOutput(windowClosed)}
+	wopts := []window.Option{window.AllowedLateness(s.lateness), window.WithTrigger(finalTrigger{lateness: s.lateness})}
+	reportClosed := append(slices.Clone(wopts), window.LateOutput(windowClosed))
 
 	views := window.Aggregate(dataflow.KeyBy(plays, func(e Event) string { return e.VideoID }), "views-per-video",
-		assigner, window.Count[Event](), wopts...)
+		assigner, window.Count[Event](), reportClosed...)
 	viewRows := operators.Map(views, "views-per-video-rows", func(r window.Result[string, int64]) VideoViews {
 		start, end := bounds(r.Window)
 		return VideoViews{WindowStart: start, WindowEnd: end, VideoID: r.Key, Views: r.Value}
@@ -162,7 +166,7 @@ func BuildWithCounters(cfg jobs.Config) (*dataflow.Job, *Counters, error) {
 	})
 
 	watch := window.Aggregate(dataflow.KeyBy(stops, func(e Event) string { return e.VideoID }), "watch-time",
-		assigner, watchAgg{}, wopts...)
+		assigner, watchAgg{}, reportClosed...)
 	watchRows := operators.Map(watch, "watch-time-rows", func(r window.Result[string, WatchAcc]) WatchTime {
 		start, end := bounds(r.Window)
 		return WatchTime{WindowStart: start, WindowEnd: end, VideoID: r.Key, Sessions: r.Value.Count,
@@ -177,7 +181,7 @@ func BuildWithCounters(cfg jobs.Config) (*dataflow.Job, *Counters, error) {
 	})
 
 	errs := window.Aggregate(dataflow.KeyBy(failures, func(e Event) string { return e.ErrorCode }), "errors-per-minute",
-		assigner, window.Count[Event](), wopts...)
+		assigner, window.Count[Event](), reportClosed...)
 	errRows := operators.Map(errs, "errors-per-minute-rows", func(r window.Result[string, int64]) PlaybackErrors {
 		start, end := bounds(r.Window)
 		return PlaybackErrors{WindowStart: start, WindowEnd: end, ErrorCode: r.Key, Errors: r.Value}
@@ -185,7 +189,7 @@ func BuildWithCounters(cfg jobs.Config) (*dataflow.Job, *Counters, error) {
 
 	closed := dataflow.Union(
 		dataflow.SideOutput(views, windowClosed), dataflow.SideOutput(watch, windowClosed),
-		dataflow.SideOutput(countries, windowClosed), dataflow.SideOutput(errs, windowClosed))
+		dataflow.SideOutput(errs, windowClosed))
 	closedRows := operators.Map(closed, "window-closed-events", func(e Event) LateEvent {
 		counters.late.Add(1)
 		w := window.Window{Start: dataflow.TimestampOf(e.Time)}

@@ -352,3 +352,126 @@ func TestParamDefaults(t *testing.T) {
 	}
 	require.Equal(t, len(want), seen)
 }
+
+// A run stopped with a savepoint after the first half of the stream and
+// restored from it at another parallelism, to read the second half, writes in
+// the same directory exactly the batch computation's rows: the late filter's
+// state and the windows are checkpointed with the source's offsets.
+func TestSavepointRestore(t *testing.T) {
+	srv := startServer(t)
+	nc := connect(t, srv.URL())
+	firstHalf := testGenerator(15_000)
+	firstHalf.Span = 3 * time.Minute
+	publish(t, nc, firstHalf)
+	valid := 0
+	for _, m := range readStream(t, nc, firstHalf.Stream) {
+		if _, err := clickstream.ParseEvent(m.Data); err == nil {
+			valid++
+		}
+	}
+
+	out := t.TempDir()
+	store, err := checkpoint.NewLocalStorage(t.TempDir())
+	require.NoError(t, err)
+	first, err := clickstream.Build(jobs.Config{
+		Job: dataflow.Config{Parallelism: 2, CheckpointStorage: store,
+			Checkpoint: checkpoint.Config{Interval: 100 * time.Millisecond}},
+		NATS:      jetstream.ConnConfig{URL: srv.URL()},
+		OutputDir: out,
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- first.Run(ctx) }()
+	require.Eventually(t, func() bool { return sourceRecords(first) == int64(valid) }, 30*time.Second, 5*time.Millisecond)
+	sp, err := checkpoint.NewLocalStorage(t.TempDir())
+	require.NoError(t, err)
+	_, err = first.StopWithSavepoint(ctx, sp)
+	require.NoError(t, err)
+	require.NoError(t, <-runErr)
+	require.NotEmpty(t, readResults(t, out, false).Views, "the first run completed no window")
+
+	// The second half goes on in event time, with other users and sessions.
+	secondHalf := firstHalf
+	secondHalf.Seed++
+	secondHalf.Start = firstHalf.Start.Add(firstHalf.Span)
+	_, err = clickstream.Generate(ctx, nc, secondHalf)
+	require.NoError(t, err)
+	want, _ := reference(readStream(t, nc, firstHalf.Stream), time.Minute, clickstream.DefaultOutOfOrder, clickstream.DefaultLateness, clickstream.DefaultTop)
+
+	second, err := clickstream.Build(jobs.Config{
+		Job:       dataflow.Config{Parallelism: 3, RestoreFrom: sp},
+		NATS:      jetstream.ConnConfig{URL: srv.URL()},
+		Bounded:   true,
+		OutputDir: out,
+	})
+	require.NoError(t, err)
+	require.NoError(t, second.Run(context.Background()))
+	requireResults(t, want, readResults(t, out, false))
+}
+
+// An event of a partition that was idle while the other partitions moved
+// the watermark past its window is not lost: it goes to late_events with
+// reason "window-closed" (the documented cost of idleness).
+func TestIdlePartitionWindowClosed(t *testing.T) {
+	srv := startServer(t)
+	nc := connect(t, srv.URL())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	require.NoError(t, clickstream.EnsureStream(ctx, nc, clickstream.StreamConfig{Partitions: 2, DeadLetterSubject: "clicks-dlq"}))
+	t0 := clickstream.DefaultStart
+	play := func(subject, id, video string, at time.Time) {
+		t.Helper()
+		b, err := clickstream.AppendJSON(nil, clickstream.Event{EventID: id, UserID: "u", VideoID: video, Type: clickstream.Play, Time: at}, clickstream.RFC3339Millis)
+		require.NoError(t, err)
+		require.NoError(t, nc.Publish(subject, b))
+	}
+	out := t.TempDir()
+	job, counters, err := clickstream.BuildWithCounters(jobs.Config{
+		Params:    map[string]string{"partitions": "2", "idleness": "100ms"},
+		NATS:      jetstream.ConnConfig{URL: srv.URL()},
+		OutputDir: out,
+	})
+	require.NoError(t, err)
+	runErr := make(chan error, 1)
+	go func() { runErr <- job.Run(ctx) }()
+	require.NoError(t, job.WaitRunning(ctx))
+
+	play("clicks.1", "p1-0", "v-1", t0)
+	i := 0
+	more := func() { // clicks.0 goes on, a second of event time per event
+		play("clicks.0", "p0-"+strconv.Itoa(i), "v-0", t0.Add(time.Duration(i)*time.Second))
+		i++
+	}
+	for range 180 {
+		more()
+	}
+	// clicks.1 goes idle while clicks.0 goes on, and the windows of the
+	// first two minutes fire.
+	require.Eventually(t, func() bool {
+		more()
+		require.NoError(t, nc.Flush())
+		for _, o := range job.Metrics().Operators {
+			if o.Operator == "views-per-video" && o.Watermark < dataflow.TimestampOf(t0.Add(2*time.Minute)) {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 10*time.Millisecond)
+	play("clicks.1", "p1-1", "v-late", t0.Add(30*time.Second))
+	require.NoError(t, nc.Flush())
+	require.Eventually(t, func() bool { return counters.Late() == 1 }, 30*time.Second, 10*time.Millisecond)
+	require.NoError(t, job.Drain(ctx))
+	require.NoError(t, <-runErr)
+
+	res := readResults(t, out, false)
+	require.Len(t, res.Late, 1)
+	require.Equal(t, "p1-1", res.Late[0].EventID)
+	require.Equal(t, "window-closed", res.Late[0].Reason)
+	require.Equal(t, t0.Add(time.Minute), res.Late[0].WindowEnd)
+	for _, v := range res.Views {
+		require.NotEqual(t, "v-late", v.VideoID)
+	}
+	require.Contains(t, res.Views, clickstream.VideoViews{WindowStart: t0, WindowEnd: t0.Add(time.Minute), VideoID: "v-1", Views: 1})
+}
