@@ -124,7 +124,7 @@ type opSnap struct {
 	state    []byte
 	hasState bool
 	keyed    *state.Snapshot
-	timers   []byte
+	timers   timerSnapshot // nil: no timers
 }
 
 // handleControl runs the coordinator's messages. It reports whether the
@@ -255,7 +255,10 @@ func (t *task) writeSnapshot(o *checkpoint.Options, snaps []opSnap) {
 				}
 			}
 			if s.timers != nil && err == nil {
-				a.Timers, err = writeBytes(t.ctx, o, name+".timers", s.timers)
+				var ref checkpoint.FileRef
+				if ref, err = writeFile(t.ctx, o, name+".timers", s.timers.write); err == nil {
+					a.Timers = &ref
+				}
 			}
 			if s.hasState && err == nil {
 				a.State, err = writeBytes(t.ctx, o, name+".state", s.state)

@@ -2,12 +2,17 @@ package dataflow
 
 import (
 	"bufio"
-	"bytes"
 	"container/heap"
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -41,15 +46,19 @@ type Timer struct {
 // TimerService registers timers for the current key of a keyed operator: the
 // key of the record being processed, or of the timer being handled. A timer is
 // unique per (key, time, domain): registering it again does nothing. Timers
-// fire in time order (ties in the order of the keys' encodings), each with the
-// state scoped to its key, through the operator's OnTimer (see TimerHandler).
+// fire in time order (ties in the order of the keys' encodings; a timer
+// registered while the timers of its time are firing fires after them), each
+// with the state scoped to its key, through the operator's OnTimer (see
+// TimerHandler).
 // Event-time timers fire when the watermark passes them, before the watermark
 // is forwarded; at end of input the MaxWatermark fires all of them. Pending
 // processing-time timers are dropped at end of input.
 //
 // Timers are part of checkpoints: each keyed operator subtask writes its
 // timers, by key group, next to its keyed state, and a restore at another
-// parallelism gives each subtask the timers of the key groups it owns.
+// parallelism gives each subtask the timers of the key groups it owns. Taking
+// a checkpoint only marks the timers as shared (copy-on-write); they are
+// encoded and written on another goroutine while processing goes on.
 type TimerService interface {
 	CurrentWatermark() Timestamp
 	CurrentProcessingTime() Timestamp
@@ -74,86 +83,187 @@ var ErrNoTimerHandler = errors.New("dataflow: a timer fired but the operator has
 // that are not keyed.
 func (oc *OperatorContext) Timers() TimerService { return oc.timers }
 
-type timerEntry[K comparable] struct {
-	t   Timestamp
-	enc string
+// timerVal is what a pending timer holds besides its time and encoded key.
+type timerVal[K comparable] struct {
 	key K
-	kg  int
-	idx int
+	kg  uint16 // key groups are below keygroup.MaxMaxParallelism (1<<15)
 }
 
-// timerQueue is a min-heap of timers by (time, encoded key), with a set by
-// time then encoded key for deduplication and deletion. Registering a timer
-// that exists (the common case: one per record) allocates nothing.
+// timerBucket holds the pending timers of one time, by encoded key.
+type timerBucket[K comparable] struct {
+	t Timestamp
+	m map[string]timerVal[K]
+	// ver is the queue's epoch when m was made: a map of an older epoch may
+	// be read by a snapshot being written and is copied before it changes.
+	ver uint32
+}
+
+// timerQueue holds the timers of one domain: a bucket per time, and a
+// min-heap of the times. Registering a timer that exists (the common case:
+// one per record) is two map lookups and allocates nothing. A time fires by
+// taking its bucket out of the queue and sorting its keys once, instead of a
+// heap operation with key comparisons per timer: a tumbling window gives
+// every key the same timer time.
+//
+// A bucket stays in byTime, and its time in the heap exactly once, until the
+// time is popped, even when its timers were deleted: peek drops empty ones.
 type timerQueue[K comparable] struct {
-	h   []*timerEntry[K]
-	set map[Timestamp]map[string]*timerEntry[K]
+	times  timeHeap
+	byTime map[Timestamp]*timerBucket[K]
+	n      int    // pending timers, firing ones included
+	epoch  uint32 // advanced by every snapshot
+	// firing holds the times being fired, the one firing now last: a timer
+	// registered for an earlier time while a time fires goes first.
+	firing []*firingTime[K]
 }
 
-func (q *timerQueue[K]) Len() int { return len(q.h) }
-func (q *timerQueue[K]) Less(i, j int) bool {
-	if q.h[i].t != q.h[j].t {
-		return q.h[i].t < q.h[j].t
+type timeHeap []Timestamp
+
+func (h timeHeap) Len() int           { return len(h) }
+func (h timeHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h timeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timeHeap) Push(x any)        { *h = append(*h, x.(Timestamp)) }
+func (h *timeHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
+}
+
+// firingTime is a bucket taken out of the queue to fire: its timers in
+// order, order[:pos] fired. Its map is only read (a snapshot may share it).
+// Timers registered for its time meanwhile go to a new bucket, which fires
+// after it; those deleted meanwhile are skipped.
+type firingTime[K comparable] struct {
+	t       Timestamp
+	m       map[string]timerVal[K]
+	order   []timerItem[K]
+	pos     int
+	deleted map[string]struct{}
+}
+
+type timerItem[K comparable] struct {
+	p   uint64 // the first 8 bytes of enc, big-endian: most comparisons need no more
+	enc string
+	v   timerVal[K]
+}
+
+// pending reports whether the timer of enc, in f.m, has not fired yet.
+func (f *firingTime[K]) pending(enc string) bool {
+	if _, ok := f.m[enc]; !ok {
+		return false
 	}
-	return q.h[i].enc < q.h[j].enc
+	if _, del := f.deleted[enc]; del {
+		return false
+	}
+	return f.pos == 0 || enc > f.order[f.pos-1].enc
 }
-func (q *timerQueue[K]) Swap(i, j int) {
-	q.h[i], q.h[j] = q.h[j], q.h[i]
-	q.h[i].idx, q.h[j].idx = i, j
+
+func newFiring[K comparable](b *timerBucket[K]) *firingTime[K] {
+	f := &firingTime[K]{t: b.t, m: b.m, order: make([]timerItem[K], 0, len(b.m))}
+	for enc, v := range b.m {
+		var p [8]byte
+		copy(p[:], enc)
+		f.order = append(f.order, timerItem[K]{p: binary.BigEndian.Uint64(p[:]), enc: enc, v: v})
+	}
+	// Bytewise order of the encoded keys: the prefixes order them unless equal.
+	slices.SortFunc(f.order, func(a, b timerItem[K]) int {
+		if a.p != b.p {
+			if a.p < b.p {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.enc, b.enc)
+	})
+	return f
 }
-func (q *timerQueue[K]) Push(x any) {
-	e := x.(*timerEntry[K])
-	e.idx = len(q.h)
-	q.h = append(q.h, e)
+
+// firingAt returns the time being fired at t, if any.
+func (q *timerQueue[K]) firingAt(t Timestamp) *firingTime[K] {
+	for _, f := range q.firing {
+		if f.t == t {
+			return f
+		}
+	}
+	return nil
 }
-func (q *timerQueue[K]) Pop() any {
-	e := q.h[len(q.h)-1]
-	q.h[len(q.h)-1] = nil
-	q.h = q.h[:len(q.h)-1]
-	return e
+
+// own makes b's map safe to change: a copy if a snapshot may read it.
+func (q *timerQueue[K]) own(b *timerBucket[K]) {
+	if b.ver != q.epoch {
+		b.m = maps.Clone(b.m)
+		b.ver = q.epoch
+	}
 }
 
 // add registers a timer at t for the key (enc, key, kg) unless it exists.
 func (q *timerQueue[K]) add(t Timestamp, enc []byte, key K, kg int) {
-	if q.set == nil {
-		q.set = map[Timestamp]map[string]*timerEntry[K]{}
+	b := q.byTime[t]
+	if b != nil {
+		if _, ok := b.m[string(enc)]; ok {
+			return
+		}
 	}
-	byKey := q.set[t]
-	if _, ok := byKey[string(enc)]; ok {
-		return
+	if len(q.firing) > 0 {
+		if f := q.firingAt(t); f != nil {
+			if _, ok := f.m[string(enc)]; ok {
+				if _, del := f.deleted[string(enc)]; del && (f.pos == 0 || string(enc) > f.order[f.pos-1].enc) {
+					delete(f.deleted, string(enc)) // deleted, not fired: pending again
+					q.n++
+					return
+				}
+				if f.pending(string(enc)) {
+					return
+				}
+			}
+		}
 	}
-	if byKey == nil {
-		byKey = map[string]*timerEntry[K]{}
-		q.set[t] = byKey
+	if b == nil {
+		if q.byTime == nil {
+			q.byTime = map[Timestamp]*timerBucket[K]{}
+		}
+		b = &timerBucket[K]{t: t, m: map[string]timerVal[K]{}, ver: q.epoch}
+		q.byTime[t] = b
+		heap.Push(&q.times, t)
 	}
-	e := &timerEntry[K]{t: t, enc: string(enc), key: key, kg: kg}
-	byKey[e.enc] = e
-	heap.Push(q, e)
-}
-
-func (q *timerQueue[K]) forget(e *timerEntry[K]) {
-	byKey := q.set[e.t]
-	delete(byKey, e.enc)
-	if len(byKey) == 0 {
-		delete(q.set, e.t)
-	}
+	q.own(b)
+	b.m[string(enc)] = timerVal[K]{key: key, kg: uint16(kg)}
+	q.n++
 }
 
 func (q *timerQueue[K]) remove(t Timestamp, enc []byte) {
-	if e, ok := q.set[t][string(enc)]; ok {
-		q.forget(e)
-		heap.Remove(q, e.idx)
+	if b := q.byTime[t]; b != nil {
+		if _, ok := b.m[string(enc)]; ok {
+			q.own(b)
+			delete(b.m, string(enc))
+			q.n--
+			return
+		}
+	}
+	if len(q.firing) > 0 {
+		if f := q.firingAt(t); f != nil && f.pending(string(enc)) {
+			if f.deleted == nil {
+				f.deleted = map[string]struct{}{}
+			}
+			f.deleted[string(enc)] = struct{}{}
+			q.n--
+		}
 	}
 }
 
-// popDue removes and returns the earliest timer if it is at or before t.
-func (q *timerQueue[K]) popDue(t Timestamp) *timerEntry[K] {
-	if len(q.h) == 0 || q.h[0].t > t {
-		return nil
+// peek returns the bucket of the earliest time with pending timers, dropping
+// empty buckets before it.
+func (q *timerQueue[K]) peek() *timerBucket[K] {
+	for len(q.times) > 0 {
+		b := q.byTime[q.times[0]]
+		if len(b.m) > 0 {
+			return b
+		}
+		heap.Pop(&q.times)
+		delete(q.byTime, b.t)
 	}
-	e := heap.Pop(q).(*timerEntry[K])
-	q.forget(e)
-	return e
+	return nil
 }
 
 // keyedTimers is the TimerService of one keyed operator subtask, and the
@@ -169,6 +279,16 @@ type keyedTimers[K comparable] struct {
 	backend state.Backend
 	handler TimerHandler[K] // nil if the operator has none
 	clock   func() time.Time
+	codec   state.Codec[K] // keys in snapshots; see keyCodec
+}
+
+// keyCodec encodes keys in snapshots (msgpack, without reflection for the
+// common key types).
+func (s *keyedTimers[K]) keyCodec() state.Codec[K] {
+	if s.codec == nil {
+		s.codec = state.Msgpack[K]()
+	}
+	return s.codec
 }
 
 func (s *keyedTimers[K]) setCurrent(key K, enc []byte, kg int) {
@@ -191,18 +311,48 @@ func (s *keyedTimers[K]) DeleteEventTimeTimer(t Timestamp)      { s.event.remove
 func (s *keyedTimers[K]) DeleteProcessingTimeTimer(t Timestamp) { s.proc.remove(t, s.enc) }
 
 // fire runs every timer of q due at or before t, in order, including timers
-// registered while firing.
+// registered while firing. A timer registered for an earlier time than the
+// one firing fires next.
 func (s *keyedTimers[K]) fire(q *timerQueue[K], t Timestamp, domain TimeDomain) error {
-	for e := q.popDue(t); e != nil; e = q.popDue(t) {
-		if s.handler == nil {
-			return fmt.Errorf("%w: %s timer at %v", ErrNoTimerHandler, domain, e.t)
+	for {
+		var f *firingTime[K]
+		if n := len(q.firing); n > 0 {
+			f = q.firing[n-1]
 		}
-		s.setCurrent(e.key, []byte(e.enc), e.kg)
-		if err := s.handler.OnTimer(e.key, Timer{Time: e.t, Domain: domain}); err != nil {
-			return fmt.Errorf("%s timer at %v: %w", domain, e.t, err)
+		if f == nil || len(q.times) > 0 && q.times[0] < f.t {
+			if b := q.peek(); b != nil && b.t <= t && (f == nil || b.t < f.t) {
+				if s.handler == nil {
+					return fmt.Errorf("%w: %s timer at %v", ErrNoTimerHandler, domain, b.t)
+				}
+				heap.Pop(&q.times)
+				delete(q.byTime, b.t)
+				q.firing = append(q.firing, newFiring(b))
+				continue
+			}
+		}
+		if f == nil {
+			return nil
+		}
+		if f.pos == len(f.order) {
+			q.firing[len(q.firing)-1] = nil
+			q.firing = q.firing[:len(q.firing)-1]
+			continue
+		}
+		it := &f.order[f.pos]
+		f.pos++
+		if len(f.deleted) > 0 {
+			if _, del := f.deleted[it.enc]; del {
+				continue
+			}
+		}
+		q.n--
+		// The backend copies the key if it keeps it, and nothing writes to
+		// s.enc: a view of the string saves a copy per timer.
+		s.setCurrent(it.v.key, unsafe.Slice(unsafe.StringData(it.enc), len(it.enc)), int(it.v.kg))
+		if err := s.handler.OnTimer(it.v.key, Timer{Time: f.t, Domain: domain}); err != nil {
+			return fmt.Errorf("%s timer at %v: %w", domain, f.t, err)
 		}
 	}
-	return nil
 }
 
 func (s *keyedTimers[K]) fireEvent(wm Timestamp) error {
@@ -216,10 +366,11 @@ func (s *keyedTimers[K]) fireProcessing(now Timestamp) error {
 
 // nextProcessing is the time of the earliest processing-time timer.
 func (s *keyedTimers[K]) nextProcessing() (Timestamp, bool) {
-	if len(s.proc.h) == 0 {
+	b := s.proc.peek()
+	if b == nil {
 		return 0, false
 	}
-	return s.proc.h[0].t, true
+	return b.t, true
 }
 
 // timerDriver is the untyped side of keyedTimers that the task drives.
@@ -227,17 +378,30 @@ type timerDriver interface {
 	fireEvent(wm Timestamp) error
 	fireProcessing(now Timestamp) error
 	nextProcessing() (Timestamp, bool)
-	// snapshot encodes every pending timer, nil if there is none.
-	snapshot() ([]byte, error)
+	// snapshot captures every pending timer, nil if there is none. It is
+	// cheap: the timers are shared with the capture until they change.
+	snapshot() (timerSnapshot, error)
 	// restore adds the timers of r whose key group is in rng.
 	restore(r io.Reader, rng keygroup.Range) error
 }
 
+// timerSnapshot is captured timers, written once on any goroutine.
+type timerSnapshot interface {
+	write(ctx context.Context, w io.Writer) (int64, error)
+}
+
 // timerFileMagic starts a timer snapshot; the version follows it.
+//
+// Version 2, written now: after the magic and the version byte, the uvarint
+// number of timers and the uvarint number of groups; each group is the
+// domain (one byte), the time (8 bytes big-endian) and the uvarint number of
+// its timers, each timer its key group (2 bytes big-endian), the
+// uvarint-length-prefixed encoded key (its identity and order) and the
+// uvarint-length-prefixed key in msgpack (what OnTimer receives). Version 1,
+// still read, was the count and msgpack timerRow values.
 const timerFileMagic = "SLTIMERS"
 
-// timerRow is one timer in a snapshot. The key is kept both encoded (its
-// identity and order) and as a value (what OnTimer receives).
+// timerRow is one timer in a version 1 snapshot.
 type timerRow[K comparable] struct {
 	Domain uint8  `msgpack:"d"`
 	KG     uint16 `msgpack:"g"`
@@ -246,40 +410,201 @@ type timerRow[K comparable] struct {
 	Key    K      `msgpack:"k"`
 }
 
-// snapshot encodes the timers synchronously: they are small next to keyed
-// state (one per key and window at most), and the heap changes right after.
-func (s *keyedTimers[K]) snapshot() ([]byte, error) {
-	n := len(s.event.h) + len(s.proc.h)
+type timerGroup[K comparable] struct {
+	domain TimeDomain
+	t      Timestamp
+	m      map[string]timerVal[K]
+}
+
+type timerCapture[K comparable] struct {
+	n      int
+	groups []timerGroup[K]
+	codec  state.Codec[K]
+}
+
+// snapshot captures the timers: it shares every bucket's map with the
+// capture and advances the epochs, so the owner copies a map before it next
+// changes it. The cost is one entry per distinct timer time. No time is
+// firing: timers fire within one call of fire, between checkpoints.
+func (s *keyedTimers[K]) snapshot() (timerSnapshot, error) {
+	n := s.event.n + s.proc.n
 	if n == 0 {
 		return nil, nil
 	}
-	var buf bytes.Buffer
-	buf.WriteString(timerFileMagic)
-	buf.WriteByte(1)
-	enc := msgpack.NewEncoder(&buf)
-	if err := enc.EncodeInt(int64(n)); err != nil {
-		return nil, err
-	}
+	c := &timerCapture[K]{n: n, codec: s.keyCodec()}
 	for d, q := range []*timerQueue[K]{&s.event, &s.proc} {
-		for _, e := range q.h {
-			row := timerRow[K]{Domain: uint8(d), KG: uint16(e.kg), Time: int64(e.t), Enc: []byte(e.enc), Key: e.key}
-			if err := enc.Encode(&row); err != nil {
-				return nil, fmt.Errorf("timers: encode key %v: %w", e.key, err)
+		for _, t := range q.times {
+			if b := q.byTime[t]; len(b.m) > 0 {
+				c.groups = append(c.groups, timerGroup[K]{domain: TimeDomain(d), t: t, m: b.m})
+			}
+		}
+		q.epoch++
+	}
+	return c, nil
+}
+
+func (c *timerCapture[K]) write(ctx context.Context, w io.Writer) (int64, error) {
+	var written int64
+	buf := make([]byte, 0, 64<<10)
+	flush := func() error {
+		n, err := w.Write(buf)
+		written += int64(n)
+		buf = buf[:0]
+		return err
+	}
+	buf = append(buf, timerFileMagic...)
+	buf = append(buf, 2)
+	buf = binary.AppendUvarint(buf, uint64(c.n))
+	buf = binary.AppendUvarint(buf, uint64(len(c.groups)))
+	var kb []byte
+	for _, g := range c.groups {
+		buf = append(buf, byte(g.domain))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(g.t))
+		buf = binary.AppendUvarint(buf, uint64(len(g.m)))
+		for enc, v := range g.m {
+			var err error
+			if kb, err = c.codec.Append(kb[:0], v.key); err != nil {
+				return written, fmt.Errorf("timers: encode key %v: %w", v.key, err)
+			}
+			buf = binary.BigEndian.AppendUint16(buf, v.kg)
+			buf = binary.AppendUvarint(buf, uint64(len(enc)))
+			buf = append(buf, enc...)
+			buf = binary.AppendUvarint(buf, uint64(len(kb)))
+			buf = append(buf, kb...)
+			if len(buf) >= 60<<10 {
+				if err := ctx.Err(); err != nil {
+					return written, err
+				}
+				if err := flush(); err != nil {
+					return written, err
+				}
 			}
 		}
 	}
-	return buf.Bytes(), nil
+	return written, flush()
 }
 
 func (s *keyedTimers[K]) restore(r io.Reader, rng keygroup.Range) error {
-	br := bufio.NewReader(r)
+	br := bufio.NewReaderSize(r, 64<<10)
 	head := make([]byte, len(timerFileMagic)+1)
 	if _, err := io.ReadFull(br, head); err != nil {
 		return fmt.Errorf("timers: read header: %w", err)
 	}
-	if string(head[:len(timerFileMagic)]) != timerFileMagic || head[len(head)-1] != 1 {
-		return fmt.Errorf("timers: not a timer snapshot of version 1 (header %q)", head)
+	if string(head[:len(timerFileMagic)]) != timerFileMagic {
+		return fmt.Errorf("timers: not a timer snapshot (header %q)", head)
 	}
+	var err error
+	switch v := head[len(head)-1]; v {
+	case 1:
+		err = s.restoreV1(br, rng)
+	case 2:
+		err = s.restoreV2(br, rng)
+	default:
+		return fmt.Errorf("timers: snapshot version %d, this program reads versions 1 and 2", v)
+	}
+	if err != nil {
+		return err
+	}
+	// Read to the end, so that the storage's reader checks the checksum.
+	if n, err := io.Copy(io.Discard, br); err != nil {
+		return fmt.Errorf("timers: %w", err)
+	} else if n > 0 && head[len(head)-1] == 2 {
+		return fmt.Errorf("timers: %d bytes after the last timer", n)
+	}
+	return nil
+}
+
+func (s *keyedTimers[K]) queue(d TimeDomain) *timerQueue[K] {
+	if d == ProcessingTime {
+		return &s.proc
+	}
+	return &s.event
+}
+
+func (s *keyedTimers[K]) restoreV2(br *bufio.Reader, rng keygroup.Range) error {
+	total, err := binary.ReadUvarint(br)
+	if err != nil {
+		return fmt.Errorf("timers: read count: %w", noEOF(err))
+	}
+	groups, err := binary.ReadUvarint(br)
+	if err != nil {
+		return fmt.Errorf("timers: read group count: %w", noEOF(err))
+	}
+	var seen uint64
+	var enc, kb []byte
+	var fixed [8]byte
+	for g := uint64(0); g < groups; g++ {
+		d, err := br.ReadByte()
+		if err != nil {
+			return fmt.Errorf("timers: group %d of %d: %w", g+1, groups, noEOF(err))
+		}
+		if d > byte(ProcessingTime) {
+			return fmt.Errorf("timers: group %d of %d: unknown time domain %d", g+1, groups, d)
+		}
+		if _, err := io.ReadFull(br, fixed[:]); err != nil {
+			return fmt.Errorf("timers: group %d of %d: %w", g+1, groups, noEOF(err))
+		}
+		t := Timestamp(binary.BigEndian.Uint64(fixed[:]))
+		n, err := binary.ReadUvarint(br)
+		if err != nil {
+			return fmt.Errorf("timers: group %d of %d: %w", g+1, groups, noEOF(err))
+		}
+		if seen += n; seen > total {
+			return fmt.Errorf("timers: more timers than the %d the header says", total)
+		}
+		q := s.queue(TimeDomain(d))
+		for i := uint64(0); i < n; i++ {
+			if _, err := io.ReadFull(br, fixed[:2]); err != nil {
+				return fmt.Errorf("timers: timer %d at %v: %w", i+1, t, noEOF(err))
+			}
+			kg := int(binary.BigEndian.Uint16(fixed[:2]))
+			if enc, err = readChunk(br, enc); err != nil {
+				return fmt.Errorf("timers: timer %d at %v: key: %w", i+1, t, err)
+			}
+			if kb, err = readChunk(br, kb); err != nil {
+				return fmt.Errorf("timers: timer %d at %v: key value: %w", i+1, t, err)
+			}
+			if kg < rng.Start || kg >= rng.End {
+				continue
+			}
+			key, err := s.keyCodec().Decode(kb)
+			if err != nil {
+				return fmt.Errorf("timers: timer %d at %v: decode key: %w", i+1, t, err)
+			}
+			q.add(t, enc, key, kg)
+		}
+	}
+	if seen != total {
+		return fmt.Errorf("timers: %d timers, the header says %d", seen, total)
+	}
+	return nil
+}
+
+// readChunk reads a uvarint-length-prefixed byte string into buf.
+func readChunk(br *bufio.Reader, buf []byte) ([]byte, error) {
+	n, err := binary.ReadUvarint(br)
+	if err != nil {
+		return buf, noEOF(err)
+	}
+	if n > 1<<20 {
+		return buf, fmt.Errorf("length %d is implausible", n)
+	}
+	buf = slices.Grow(buf[:0], int(n))[:n]
+	if _, err := io.ReadFull(br, buf); err != nil {
+		return buf, noEOF(err)
+	}
+	return buf, nil
+}
+
+// noEOF turns a clean EOF inside the data into io.ErrUnexpectedEOF.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func (s *keyedTimers[K]) restoreV1(br *bufio.Reader, rng keygroup.Range) error {
 	dec := msgpack.NewDecoder(br)
 	n, err := dec.DecodeInt64()
 	if err != nil {
@@ -293,15 +618,7 @@ func (s *keyedTimers[K]) restore(r io.Reader, rng keygroup.Range) error {
 		if int(row.KG) < rng.Start || int(row.KG) >= rng.End {
 			continue
 		}
-		q := &s.event
-		if row.Domain == uint8(ProcessingTime) {
-			q = &s.proc
-		}
-		q.add(Timestamp(row.Time), row.Enc, row.Key, int(row.KG))
-	}
-	// Read to the end, so that the storage's reader checks the checksum.
-	if _, err := io.Copy(io.Discard, br); err != nil {
-		return fmt.Errorf("timers: %w", err)
+		s.queue(TimeDomain(row.Domain)).add(Timestamp(row.Time), row.Enc, row.Key, int(row.KG))
 	}
 	return nil
 }

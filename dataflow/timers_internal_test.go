@@ -1,0 +1,259 @@
+package dataflow
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/sluicedata/sluice/internal/keygroup"
+	"github.com/sluicedata/sluice/state"
+)
+
+// firedTimer is one OnTimer call.
+type firedTimer struct {
+	Key    string
+	Time   Timestamp
+	Domain TimeDomain
+}
+
+// timerRecorder records the timers that fire and runs a hook for each.
+type timerRecorder struct {
+	fired []firedTimer
+	hook  func(key string, t Timer)
+}
+
+func (r *timerRecorder) OnTimer(key string, t Timer) error {
+	r.fired = append(r.fired, firedTimer{key, t.Time, t.Domain})
+	if r.hook != nil {
+		r.hook(key, t)
+	}
+	return nil
+}
+
+func newTestTimers(t *testing.T, rng keygroup.Range) (*keyedTimers[string], *timerRecorder) {
+	t.Helper()
+	be, err := state.NewHeap(state.Config{OperatorUID: "op", KeyGroups: rng})
+	require.NoError(t, err)
+	t.Cleanup(func() { be.Close() })
+	rec := &timerRecorder{}
+	return &keyedTimers[string]{backend: be, wm: MinWatermark, handler: rec}, rec
+}
+
+// at makes key current, as the runtime does before a record or a timer.
+func at[K comparable](s *keyedTimers[K], key K) *keyedTimers[K] {
+	enc := keygroup.EncoderFor[K]()(nil, key)
+	s.setCurrent(key, enc, keygroup.Of(enc, keygroup.DefaultMaxParallelism))
+	return s
+}
+
+var allGroups = keygroup.Range{Start: 0, End: keygroup.DefaultMaxParallelism}
+
+// Timers fire in time order, ties in the order of the keys' encodings, once
+// per (key, time, domain).
+func TestTimersOrderAndDedup(t *testing.T) {
+	s, rec := newTestTimers(t, allGroups)
+	at(s, "b").RegisterEventTimeTimer(20)
+	at(s, "a").RegisterEventTimeTimer(20)
+	at(s, "c").RegisterEventTimeTimer(10)
+	at(s, "ab").RegisterEventTimeTimer(20)
+	at(s, "a").RegisterEventTimeTimer(20) // again: nothing
+	at(s, "a").RegisterProcessingTimeTimer(20)
+	require.Equal(t, 5, s.event.n+s.proc.n)
+
+	require.NoError(t, s.fireEvent(15))
+	require.Equal(t, []firedTimer{{"c", 10, EventTime}}, rec.fired)
+	require.NoError(t, s.fireEvent(20))
+	require.Equal(t, []firedTimer{{"c", 10, EventTime}, {"a", 20, EventTime}, {"ab", 20, EventTime}, {"b", 20, EventTime}}, rec.fired)
+	next, ok := s.nextProcessing()
+	require.True(t, ok)
+	require.Equal(t, Timestamp(20), next)
+	require.NoError(t, s.fireProcessing(20))
+	require.Equal(t, firedTimer{"a", 20, ProcessingTime}, rec.fired[len(rec.fired)-1])
+	_, ok = s.nextProcessing()
+	require.False(t, ok)
+	require.Zero(t, s.event.n+s.proc.n)
+}
+
+// Deleted timers do not fire, also when deleted by another timer firing at
+// the same time; a deleted and re-registered timer fires once.
+func TestTimersDeleteWhileFiring(t *testing.T) {
+	s, rec := newTestTimers(t, allGroups)
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		at(s, k).RegisterEventTimeTimer(10)
+	}
+	at(s, "e").DeleteEventTimeTimer(10)
+	at(s, "e").DeleteEventTimeTimer(10) // not pending: nothing
+	rec.hook = func(key string, _ Timer) {
+		if key == "a" {
+			at(s, "c").DeleteEventTimeTimer(10)
+			at(s, "d").DeleteEventTimeTimer(10)
+			at(s, "d").RegisterEventTimeTimer(10) // pending again, in its place
+		}
+	}
+	require.NoError(t, s.fireEvent(10))
+	require.Equal(t, []firedTimer{{"a", 10, EventTime}, {"b", 10, EventTime}, {"d", 10, EventTime}}, rec.fired)
+	require.Zero(t, s.event.n)
+}
+
+// A timer registered while its time fires: a pending one is not duplicated;
+// one that already fired fires again, after the others of its time; one for
+// an earlier time fires next.
+func TestTimersRegisterWhileFiring(t *testing.T) {
+	s, rec := newTestTimers(t, allGroups)
+	for _, k := range []string{"a", "b", "c"} {
+		at(s, k).RegisterEventTimeTimer(10)
+	}
+	once := map[string]bool{}
+	rec.hook = func(key string, tm Timer) {
+		if once[key] {
+			return
+		}
+		once[key] = true
+		switch key {
+		case "a":
+			at(s, "c").RegisterEventTimeTimer(10) // pending: nothing
+			at(s, "a").RegisterEventTimeTimer(10) // fired: again, after c
+		case "b":
+			at(s, "z").RegisterEventTimeTimer(5) // earlier: next
+		}
+		at(s, key) // the key is current again, as in OnTimer
+	}
+	require.NoError(t, s.fireEvent(10))
+	require.Equal(t, []firedTimer{{"a", 10, EventTime}, {"b", 10, EventTime}, {"z", 5, EventTime}, {"c", 10, EventTime}, {"a", 10, EventTime}},
+		rec.fired)
+	require.Zero(t, s.event.n)
+	require.Empty(t, s.event.firing)
+}
+
+// A snapshot holds the timers as they were when it was taken, whatever
+// happens before it is written, and restores into another subtask's key
+// groups only.
+func TestTimersSnapshotIsolatedAndRestoredByKeyGroup(t *testing.T) {
+	s, _ := newTestTimers(t, allGroups)
+	want := map[firedTimer]bool{}
+	for i := range 200 {
+		k := fmt.Sprintf("key-%d", i)
+		tm := Timestamp(10 * (i%3 + 1))
+		at(s, k).RegisterEventTimeTimer(tm)
+		want[firedTimer{k, tm, EventTime}] = true
+		if i%10 == 0 {
+			at(s, k).RegisterProcessingTimeTimer(1000)
+			want[firedTimer{k, 1000, ProcessingTime}] = true
+		}
+	}
+	snap, err := s.snapshot()
+	require.NoError(t, err)
+	// Change everything after the capture: fire, delete, add.
+	at(s, "key-1").DeleteEventTimeTimer(20)
+	at(s, "new").RegisterEventTimeTimer(20)
+	at(s, "new").RegisterProcessingTimeTimer(1000)
+	require.NoError(t, s.fireEvent(10))
+	var buf bytes.Buffer
+	n, err := snap.write(context.Background(), &buf)
+	require.NoError(t, err)
+	require.Equal(t, int64(buf.Len()), n)
+
+	restoreAll := func(rng keygroup.Range) map[firedTimer]bool {
+		r, rec := newTestTimers(t, rng)
+		require.NoError(t, r.restore(bytes.NewReader(buf.Bytes()), rng))
+		require.NoError(t, r.fireEvent(MaxWatermark))
+		require.NoError(t, r.fireProcessing(MaxWatermark))
+		got := map[firedTimer]bool{}
+		for _, f := range rec.fired {
+			require.False(t, got[f], "fired twice: %v", f)
+			got[f] = true
+		}
+		return got
+	}
+	require.Equal(t, want, restoreAll(allGroups))
+	// Two subtasks split the timers by key group.
+	lo, hi := keygroup.RangeFor(0, 2, 128), keygroup.RangeFor(1, 2, 128)
+	a, b := restoreAll(lo), restoreAll(hi)
+	require.Equal(t, len(want), len(a)+len(b))
+	for f := range a {
+		require.True(t, lo.Contains(keygroup.Of([]byte(f.Key), 128)), f.Key)
+	}
+	for f := range b {
+		require.True(t, hi.Contains(keygroup.Of([]byte(f.Key), 128)), f.Key)
+	}
+}
+
+// Snapshots of version 1 (msgpack rows) still restore.
+func TestTimersRestoreVersion1(t *testing.T) {
+	var buf bytes.Buffer
+	buf.WriteString(timerFileMagic)
+	buf.WriteByte(1)
+	enc := msgpack.NewEncoder(&buf)
+	require.NoError(t, enc.EncodeInt(2))
+	for _, row := range []timerRow[string]{
+		{Domain: uint8(EventTime), KG: uint16(keygroup.Of([]byte("x"), 128)), Time: 7, Enc: []byte("x"), Key: "x"},
+		{Domain: uint8(ProcessingTime), KG: uint16(keygroup.Of([]byte("y"), 128)), Time: 9, Enc: []byte("y"), Key: "y"},
+	} {
+		require.NoError(t, enc.Encode(&row))
+	}
+	s, rec := newTestTimers(t, allGroups)
+	require.NoError(t, s.restore(bytes.NewReader(buf.Bytes()), allGroups))
+	require.NoError(t, s.fireEvent(MaxWatermark))
+	require.NoError(t, s.fireProcessing(MaxWatermark))
+	require.Equal(t, []firedTimer{{"x", 7, EventTime}, {"y", 9, ProcessingTime}}, rec.fired)
+}
+
+// A truncated or padded snapshot fails with an error, never half restored
+// silently.
+func TestTimersRestoreDamaged(t *testing.T) {
+	s, _ := newTestTimers(t, allGroups)
+	for i := range 50 {
+		at(s, fmt.Sprint(i)).RegisterEventTimeTimer(Timestamp(i % 4))
+	}
+	snap, err := s.snapshot()
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	_, err = snap.write(context.Background(), &buf)
+	require.NoError(t, err)
+	full := buf.Bytes()
+	for _, cut := range []int{3, len(timerFileMagic) + 1, len(timerFileMagic) + 3, len(full) / 2, len(full) - 1} {
+		r, _ := newTestTimers(t, allGroups)
+		err := r.restore(bytes.NewReader(full[:cut]), allGroups)
+		require.Error(t, err, "cut at %d of %d", cut, len(full))
+		require.ErrorContains(t, err, "timers:")
+	}
+	r, _ := newTestTimers(t, allGroups)
+	require.ErrorContains(t, r.restore(io.MultiReader(bytes.NewReader(full), bytes.NewReader([]byte{0})), allGroups), "after the last timer")
+	bad := append([]byte(nil), full...)
+	bad[len(timerFileMagic)] = 9
+	require.ErrorContains(t, r.restore(bytes.NewReader(bad), allGroups), "version 9")
+}
+
+// Registering an existing timer allocates nothing, and firing a million
+// timers of one time is fast (sorted once, not a heap operation each).
+func TestTimersRegisterExistingDoesNotAllocate(t *testing.T) {
+	s, _ := newTestTimers(t, allGroups)
+	at(s, "k").RegisterEventTimeTimer(10)
+	require.Zero(t, testing.AllocsPerRun(100, func() { s.RegisterEventTimeTimer(10) }))
+}
+
+func BenchmarkTimersTumbling(b *testing.B) {
+	be, err := state.NewHeap(state.Config{OperatorUID: "op", KeyGroups: allGroups})
+	require.NoError(b, err)
+	defer be.Close()
+	var fired int
+	s := &keyedTimers[int64]{backend: be, wm: MinWatermark, handler: timerFunc[int64](func(int64, Timer) error { fired++; return nil })}
+	const keys = 100_000
+	for i := 0; b.Loop(); i++ {
+		w := Timestamp(i/keys + 1)
+		at(s, int64(i%keys)).RegisterEventTimeTimer(w)
+		if i%keys == keys-1 {
+			require.NoError(b, s.fireEvent(w))
+		}
+	}
+	b.ReportMetric(float64(fired), "fired")
+}
+
+type timerFunc[K comparable] func(K, Timer) error
+
+func (f timerFunc[K]) OnTimer(k K, t Timer) error { return f(k, t) }
