@@ -363,10 +363,17 @@ func (t *table[S]) evict(n int, w *batchWriter) (int, error) {
 				}
 				t.flushing[k] = e
 			}
-			if kg, ok := t.changed[k]; ok && len(k) <= len(e.kbuf) {
-				// k points into e: keep a copy, not the whole evicted entry.
-				delete(t.changed, k)
-				t.changed[strings.Clone(k)] = kg
+			if c := t.c; e.chg == c.epoch && c.tracking && int(e.chgIdx) < len(t.changed) && t.changed[e.chgIdx] == e {
+				// The changes forget the entry (the cache bound holds no
+				// evicted value): a delta finds the key in the flushing set or
+				// the store. k may point into e: keep a copy instead.
+				t.changed[e.chgIdx] = nil
+				ck := k
+				if len(k) <= len(e.kbuf) {
+					ck = strings.Clone(k)
+				}
+				t.evicted = append(t.evicted, keyRef{ck, e.kg})
+				t.dropped = true
 			}
 			delete(t.m, k)
 			evicted++

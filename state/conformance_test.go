@@ -1112,3 +1112,88 @@ func TestReadsCopyAtMostOncePerSnapshot(t *testing.T) {
 		require.Zero(t, testing.AllocsPerRun(10, func() { _, _, _ = wins.Get("w") }))
 	})
 }
+
+// point holds no pointer: a []point is copied by its bytes, not the codec.
+type point struct {
+	X, Y int64
+	Tag  [2]int32
+	On   bool
+}
+
+// A slice of pointer-free elements read with Get and changed in place (an
+// element changed, one appended) keeps the snapshot taken before.
+func TestFlatSliceChangedInPlaceKeepsSnapshot(t *testing.T) {
+	forEachMode(t, func(t *testing.T, bk backendKind, concurrent bool) {
+		clk := newClock()
+		b := bk.open(t, cfgFor(0, 1, clk))
+		pts := must(state.NewValue[[]point](b, "points"))(t)
+		setKey(b, "k")
+		require.NoError(t, pts.Update(append(make([]point, 0, 8), point{X: 1, Tag: [2]int32{1, 2}}, point{X: 2})))
+		data := captureAround(t, b, 1, concurrent, func() {
+			setKey(b, "k")
+			v, ok := get(pts.Get())(t)
+			require.True(t, ok)
+			v[0].X, v[0].On = 100, true
+			v = append(v, point{X: 3}) // within capacity, if the copy kept it
+			require.NoError(t, pts.Update(v))
+		})
+		setKey(b, "k")
+		v, _ := get(pts.Get())(t)
+		require.Equal(t, []point{{X: 100, Tag: [2]int32{1, 2}, On: true}, {X: 2}, {X: 3}}, v, "the live backend has the change")
+
+		b2 := bk.open(t, cfgFor(0, 1, clk))
+		pts2 := must(state.NewValue[[]point](b2, "points"))(t)
+		require.NoError(t, b2.Restore(context.Background(), chain(data)))
+		setKey(b2, "k")
+		v, _ = get(pts2.Get())(t)
+		require.Equal(t, []point{{X: 1, Tag: [2]int32{1, 2}}, {X: 2}}, v, "the snapshot holds the state at its capture")
+	})
+}
+
+// A chain of a base and several deltas in which keys are deleted, created
+// again and changed in turn restores to exactly the last snapshot, whether
+// the states are declared before the restore or after it (the runtime
+// restores before the operator declares its state), and a full snapshot
+// of a backend restored but not declared yet carries the same state on.
+func TestDeltaChainRestoresDeclaredOrNot(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backendKind) {
+		clk := newClock()
+		b := bk.open(t, cfgFor(0, 1, clk))
+		h := declareAll(t, b)
+		m := model{}
+		ks := keys(300)
+		rng := rand.New(rand.NewPCG(7, 11))
+		var files [][]byte
+		for id := int64(1); id <= 5; id++ {
+			n := 600
+			if id > 1 {
+				n = 150 // deltas: some keys, each changed, deleted or created again
+			}
+			for range n {
+				step(t, rng, b, h, m, ks[rng.IntN(len(ks))])
+			}
+			s := must(b.Snapshot(id, state.SnapshotOptions{}))(t)
+			require.Equal(t, id == 1, s.Full(), "snapshot %d", id)
+			var buf bytes.Buffer
+			_, err := s.Write(context.Background(), &buf)
+			require.NoError(t, err)
+			files = append(files, buf.Bytes())
+		}
+
+		declaredFirst := bk.open(t, cfgFor(0, 1, clk))
+		h1 := declareAll(t, declaredFirst)
+		require.NoError(t, declaredFirst.Restore(context.Background(), chain(files...)))
+		declaredAfter := bk.open(t, cfgFor(0, 1, clk))
+		require.NoError(t, declaredAfter.Restore(context.Background(), chain(files...)))
+		// Passed on through a full snapshot before being declared.
+		carried := bk.open(t, cfgFor(0, 1, clk))
+		require.NoError(t, carried.Restore(context.Background(), chain(snapshot(t, declaredAfter, 6, state.SnapshotOptions{Full: true}))))
+		h2 := declareAll(t, declaredAfter)
+		h3 := declareAll(t, carried)
+		for _, k := range ks {
+			check(t, declaredFirst, h1, m, k)
+			check(t, declaredAfter, h2, m, k)
+			check(t, carried, h3, m, k)
+		}
+	})
+}

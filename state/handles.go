@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -336,11 +337,52 @@ type plainOps[T any] struct {
 	// copy-on-write then copies the value through the codec so a snapshot's
 	// copy stays intact.
 	deep bool
+	// flat copies a T that is a slice of elements without references (a
+	// copy of its array is a deep copy), much faster than the codec; nil
+	// for other types.
+	flat func(T) T
 }
 
 func plainOpsFor[T any](o *declOptions) (valueOps[T], error) {
 	c, err := codecFor[T](o)
-	return plainOps[T]{c: c, deep: deepType[T]()}, err
+	p := plainOps[T]{c: c, deep: deepType[T]()}
+	if p.deep {
+		p.flat = flatSliceCopy[T]()
+	}
+	return p, err
+}
+
+// sliceHeader is the layout of every slice type.
+type sliceHeader struct {
+	data     unsafe.Pointer
+	len, cap int
+}
+
+// flatSliceCopy returns a function copying a T that is a slice of elements
+// holding no pointers at all (numbers, bools, and arrays and structs of
+// them; not strings or time.Time), or nil if T is not one. Their bytes are
+// copied into a new array allocated without pointers: the collector has
+// nothing to scan in it either way.
+func flatSliceCopy[T any]() func(T) T {
+	typ := typeOf[T]()
+	if typ.Kind() != reflect.Slice || !pointerFree(typ.Elem()) {
+		return nil
+	}
+	size := int(typ.Elem().Size())
+	return func(v T) T {
+		h := (*sliceHeader)(unsafe.Pointer(&v))
+		if h.len == 0 || size == 0 {
+			h.cap = h.len // an append reallocates instead of writing into a shared array
+			return v
+		}
+		n := h.len * size
+		// A []uint64 is 8-byte aligned, enough for any element type.
+		buf := make([]uint64, (n+7)/8)
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), n), unsafe.Slice((*byte)(h.data), n))
+		var out T
+		*(*sliceHeader)(unsafe.Pointer(&out)) = sliceHeader{unsafe.Pointer(&buf[0]), h.len, h.len}
+		return out
+	}
 }
 
 // deepType reports whether T holds references that a caller could change in
@@ -370,6 +412,26 @@ func hasRefs(t reflect.Type, seen map[reflect.Type]bool) bool {
 	return false
 }
 
+// pointerFree reports whether values of t hold no pointer of any kind.
+func pointerFree(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return true
+	case reflect.Array:
+		return t.Len() == 0 || pointerFree(t.Elem())
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			if !pointerFree(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
 func (plainOps[T]) isMap() bool                                      { return false }
 func (p plainOps[T]) encode(dst []byte, v T) ([]byte, error)         { return p.c.Append(dst, v) }
 func (p plainOps[T]) decode(b []byte) (T, error)                     { return p.c.Decode(b) }
@@ -379,6 +441,9 @@ func (p plainOps[T]) refs() bool                                     { return p.
 func (p plainOps[T]) clone(v T) T {
 	if !p.deep {
 		return v
+	}
+	if p.flat != nil {
+		return p.flat(v)
 	}
 	c, _ := cloneVia(p.c, nil, v)
 	return c

@@ -258,36 +258,67 @@ type keyRef struct {
 	kg  uint16
 }
 
-// deltaPart holds the keys changed since the last snapshot: their frozen
-// entries, deleted keys, and (badger) keys evicted from the cache, read from
-// the store as of the capture.
+// deltaPart holds the changes since the last snapshot: the epoch's lists of
+// changed entries (which no longer change) and of deleted keys (heap), taken
+// over whole at the capture; with badger, the keys evicted after changing,
+// found at the capture in the set being flushed or else read from the store
+// as of the capture.
 type deltaPart[S any] struct {
 	idx       int
 	ops       valueOps[S]
 	bname     []byte
-	entries   []*entry[S]
+	changed   []*entry[S]
 	dels      []keyRef
 	fromStore []keyRef
+	entries   []*entry[S]
+	// repeat: a key may be in the lists more than once (it was deleted or
+	// evicted in the epoch): only its last change is written.
+	repeat bool
 }
 
 func (p *deltaPart[S]) setIdx(i int)       { p.idx = i }
 func (p *deltaPart[S]) covers([]byte) bool { return false }
 
+// write writes each changed key once, as its last change: a delete and its
+// rows. A file must not name a key twice (Badger's restore deletes a key's
+// rows from the store, not from the batch it is writing), so with repeats
+// it goes from the latest change back and skips keys already written.
 func (p *deltaPart[S]) write(rw *rowWriter, s *Snapshot) error {
-	for _, d := range p.dels {
-		if err := rw.row(opDel, p.idx, d.kg, d.key, nil, 0, nil); err != nil {
-			return err
-		}
+	var seen map[string]struct{}
+	if p.repeat {
+		seen = make(map[string]struct{}, len(p.changed)+len(p.entries))
 	}
-	for _, e := range p.entries {
-		if err := rw.row(opDel, p.idx, e.kg, e.key, nil, 0, nil); err != nil {
-			return err
+	first := func(key string) bool {
+		if seen == nil {
+			return true
 		}
-		if err := writeEntry(rw, p.idx, p.ops, e); err != nil {
-			return err
+		if _, ok := seen[key]; ok {
+			return false
+		}
+		seen[key] = struct{}{}
+		return true
+	}
+	for _, list := range [2][]*entry[S]{p.changed, p.entries} {
+		for i := len(list) - 1; i >= 0; i-- {
+			e := list[i]
+			if e == nil || !first(e.key) {
+				continue // nil: evicted since, below
+			}
+			if err := rw.row(opDel, p.idx, e.kg, e.key, nil, 0, nil); err != nil {
+				return err
+			}
+			if e.absent {
+				continue
+			}
+			if err := writeEntry(rw, p.idx, p.ops, e); err != nil {
+				return err
+			}
 		}
 	}
 	for _, d := range p.fromStore {
+		if !first(d.key) {
+			continue
+		}
 		if err := rw.row(opDel, p.idx, d.kg, d.key, nil, 0, nil); err != nil {
 			return err
 		}
@@ -302,25 +333,34 @@ func (p *deltaPart[S]) write(rw *rowWriter, s *Snapshot) error {
 			return err
 		}
 	}
+	for _, d := range p.dels {
+		if !first(d.key) {
+			continue
+		}
+		if err := rw.row(opDel, p.idx, d.kg, d.key, nil, 0, nil); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
+// captureDelta runs at Snapshot, on the owner. It costs nothing per changed
+// key: the lists go to the writer, and new ones start. Only badger's evicted
+// keys are looked up, in the set being flushed.
 func (t *table[S]) captureDelta() snapPart {
-	p := &deltaPart[S]{ops: t.ops, bname: t.bname}
-	for key, kg := range t.changed {
-		e := t.m[key]
-		if e == nil {
-			e = t.flushing[key]
-		}
-		switch {
-		case e == nil && t.c.store != nil:
-			p.fromStore = append(p.fromStore, keyRef{key, kg})
-		case e == nil || e.absent:
-			p.dels = append(p.dels, keyRef{key, kg})
+	p := &deltaPart[S]{ops: t.ops, bname: t.bname, changed: t.changed, dels: t.removed, repeat: t.dropped}
+	t.changed, t.removed, t.dropped = make([]*entry[S], 0, len(p.changed)/2), nil, false
+	for _, d := range t.evicted {
+		switch f := t.flushing[d.key]; {
+		case f == nil:
+			p.fromStore = append(p.fromStore, d)
+		case f.absent:
+			p.dels = append(p.dels, d)
 		default:
-			p.entries = append(p.entries, e)
+			p.entries = append(p.entries, f)
 		}
 	}
+	t.evicted = nil
 	return p
 }
 
@@ -335,27 +375,48 @@ type rawRow struct {
 	ts     int64
 	val    []byte
 	mapVal map[string][]byte
+	// gone: deleted. The row stays, so that the put that follows a key's
+	// delete in a delta reuses it instead of a map delete and insert.
+	gone bool
 }
 
-func (r *rawState) apply(op byte, kg uint16, key string, mapKey []byte, ts int64, payload []byte) {
+func (r *rawState) apply(op byte, kg uint16, key, mapKey []byte, ts int64, payload []byte) {
+	row := r.rows[string(key)]
 	switch op {
 	case opDel:
-		delete(r.rows, key)
-	case opPut:
-		r.rows[key] = &rawRow{kg: kg, ts: ts, val: append([]byte(nil), payload...)}
-	case opMapPut:
-		row := r.rows[key]
-		if row == nil {
-			row = &rawRow{kg: kg, mapVal: map[string][]byte{}}
-			r.rows[key] = row
+		if row != nil && !row.gone {
+			row.gone = true
+			row.val = row.val[:0]
+			clear(row.mapVal)
 		}
-		row.ts = max(row.ts, ts)
+	case opPut:
+		if row == nil {
+			row = &rawRow{}
+			r.rows[string(key)] = row
+		}
+		row.kg, row.ts, row.gone, row.mapVal = kg, ts, false, nil
+		row.val = append(row.val[:0], payload...)
+	case opMapPut:
+		if row == nil {
+			row = &rawRow{}
+			r.rows[string(key)] = row
+		}
+		if row.gone || row.mapVal == nil {
+			row.gone, row.ts, row.val = false, ts, nil
+			if row.mapVal == nil {
+				row.mapVal = map[string][]byte{}
+			}
+		}
+		row.kg, row.ts = kg, max(row.ts, ts)
 		row.mapVal[string(mapKey)] = append([]byte(nil), payload...)
 	}
 }
 
 func (r *rawState) replay(t tableAny) error {
 	for key, row := range r.rows {
+		if row.gone {
+			continue
+		}
 		if row.mapVal == nil {
 			if err := t.applyRow(opPut, row.kg, key, row.ts, row.val); err != nil {
 				return err
@@ -380,6 +441,9 @@ func (p *rawPart) covers([]byte) bool { return false }
 
 func (p *rawPart) write(rw *rowWriter, _ *Snapshot) error {
 	for key, row := range p.rows {
+		if row.gone {
+			continue
+		}
 		if row.mapVal == nil {
 			if err := rw.row(opPut, p.idx, row.kg, key, nil, row.ts, row.val); err != nil {
 				return err
@@ -487,7 +551,7 @@ func (c *core) restoreFile(ctx context.Context, fr *fileReader) error {
 			raw = &rawState{kind: st.kind, rows: map[string]*rawRow{}}
 			c.pending[st.name] = raw
 		}
-		raw.apply(op, kg, string(key), mapKey, ts, payload)
+		raw.apply(op, kg, key, mapKey, ts, payload)
 		return nil
 	})
 }

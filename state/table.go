@@ -39,23 +39,26 @@ func (k kind) String() string {
 // than the backend's epoch): the owner copies it first. A copy (ops.clone) is
 // deep for values holding references, so an entry of the current epoch shares
 // nothing changeable with older entries: its value may be changed in place,
-// by the backend or by a caller that read it (table.readOwned). dirty and chg
-// are only touched by the owner.
+// by the backend or by a caller that read it (table.readOwned). dirty, chg
+// and chgIdx are only touched by the owner. On the heap, absent marks an
+// entry of the current epoch that was deleted: it is out of the map, and the
+// next delta writes its key as deleted.
 type entry[S any] struct {
 	key    string
 	v      S
 	ts     int64 // last write (or read, with OnReadAndWrite) in Unix ns, for TTL
 	kg     uint16
-	absent bool // badger only: known to be absent, or deleted and not yet flushed
+	absent bool // badger: known to be absent, or deleted and not yet flushed; heap: see above
 
 	// kbuf holds a short key inline so that the key the map compares and the
 	// entry share one allocation (and cache line): one memory access less per lookup.
 	kbuf [24]byte
 
-	dirty bool   // badger only: differs from the store
-	ref   bool   // badger only: used since the last eviction sweep
-	ver   uint32 // epoch this object was created in (copy-on-write)
-	chg   uint32 // epoch in which the key was last recorded as changed
+	dirty  bool   // badger only: differs from the store
+	ref    bool   // badger only: used since the last eviction sweep
+	ver    uint32 // epoch this object was created in (copy-on-write)
+	chg    uint32 // epoch in which the key was last recorded as changed
+	chgIdx int32  // then, its index in table.changed (for badger's evictions)
 }
 
 // setKey sets e.key to a copy of k, inline in kbuf when it fits.
@@ -128,11 +131,15 @@ type table[S any] struct {
 	ops      valueOps[S]
 	m        map[string]*entry[S]
 	flushing map[string]*entry[S] // badger: evicted, in the batch being committed
-	changed  map[string]uint16    // key -> key group, keys changed in this epoch
-	seq      uint64               // c.keySeq when cur was looked up
-	cur      *entry[S]
-	bname    []byte // badger: encoded state name
-	deep     bool   // ops.refs(): reads that hand out the value own the entry first
+	// Changes in this epoch, for the next delta (see markChanged).
+	changed []*entry[S] // entries changed, in order; nil where evicted since (badger)
+	removed []keyRef    // heap: keys deleted whose entry had not changed in the epoch
+	evicted []keyRef    // badger: keys evicted from the cache after changing
+	dropped bool        // a key was deleted (heap) or evicted: it may be in the lists again
+	seq     uint64      // c.keySeq when cur was looked up
+	cur     *entry[S]
+	bname   []byte // badger: encoded state name
+	deep    bool   // ops.refs(): reads that hand out the value own the entry first
 }
 
 func (t *table[S]) meta() *tableMeta { return &t.tableMeta }
@@ -141,7 +148,7 @@ func (t *table[S]) reset() {
 	t.c.entries -= len(t.m)
 	t.m = map[string]*entry[S]{}
 	t.flushing = map[string]*entry[S]{}
-	t.changed = map[string]uint16{}
+	t.changed, t.removed, t.evicted = nil, nil, nil
 	t.seq, t.cur = math.MaxUint64, nil
 }
 
@@ -243,27 +250,36 @@ func (t *table[S]) writableKeep(e *entry[S], keep bool) *entry[S] {
 	}
 	if e.chg != c.epoch {
 		e.chg = c.epoch
-		t.markChanged(e.key, e.kg)
+		t.markChanged(e)
 	}
 	e.dirty = true
 	return e
 }
 
-// markChanged records key for the next delta. Past the core's limit of
-// changed keys, tracking stops and the next snapshot is a full base: a delta
-// would not be cheaper, and the set would hold memory the cache bound does not.
-func (t *table[S]) markChanged(key string, kg uint16) {
-	c := t.c
-	if !c.tracking {
+// markChanged records e, of the current epoch and just marked with it (chg),
+// for the next delta: once per entry and epoch, an append, no hashing. The
+// entry then stays as it is when the next snapshot advances the epoch, so the
+// delta reads it on the writing goroutine. A key deleted, or created again,
+// in the epoch may be in the lists more than once (dropped is set): the
+// delta writes its last change (a deleted entry, absent, as a delete).
+//
+// Past the core's limit of changes, tracking stops and the next snapshot is a
+// full base: a delta would not be cheaper, and the lists would hold memory
+// the cache bound does not.
+func (t *table[S]) markChanged(e *entry[S]) {
+	if !t.c.tracking {
 		return
 	}
-	n := len(t.changed)
-	t.changed[key] = kg
-	if len(t.changed) > n {
-		c.changedCount++
-		if c.maxChanged > 0 && c.changedCount > c.maxChanged {
-			c.stopTracking()
-		}
+	e.chgIdx = int32(len(t.changed))
+	t.changed = append(t.changed, e)
+	t.noteChange()
+}
+
+func (t *table[S]) noteChange() {
+	c := t.c
+	c.changedCount++
+	if c.maxChanged > 0 && c.changedCount > c.maxChanged {
+		c.stopTracking()
 	}
 }
 
@@ -281,7 +297,7 @@ func (t *table[S]) forWrite(keep bool) (*entry[S], error) {
 		e.setKey(c.key)
 		t.m[e.key] = e
 		c.entries++
-		t.markChanged(e.key, e.kg)
+		t.markChanged(e)
 		t.cur = e
 		return e, nil
 	}
@@ -313,7 +329,16 @@ func (t *table[S]) remove(e *entry[S]) {
 		if t.cur == e {
 			t.cur = nil
 		}
-		t.markChanged(e.key, e.kg)
+		t.dropped = true
+		switch {
+		case e.chg == c.epoch:
+			// In this epoch's changes (if tracking), and of this epoch: no
+			// snapshot reads it.
+			e.absent = true
+		case c.tracking:
+			t.removed = append(t.removed, keyRef{e.key, e.kg})
+			t.noteChange()
+		}
 		return
 	}
 	e = t.writableKeep(e, false)
@@ -335,10 +360,14 @@ func (t *table[S]) expired(e *entry[S], now int64) bool {
 	return t.ttl > 0 && now-e.ts >= t.ttl
 }
 
-func (t *table[S]) endEpoch(track bool) {
-	if len(t.changed) > 0 || !track {
-		t.changed = make(map[string]uint16, len(t.changed)/2)
-	}
+// endEpoch starts the change lists of the next epoch. Those a delta took
+// are nil already; others are emptied for reuse.
+func (t *table[S]) endEpoch(bool) {
+	clear(t.changed)
+	clear(t.removed)
+	clear(t.evicted)
+	t.changed, t.removed, t.evicted = t.changed[:0], t.removed[:0], t.evicted[:0]
+	t.dropped = false
 }
 
 // applyRow applies a restored row to the typed table.
