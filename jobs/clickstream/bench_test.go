@@ -34,7 +34,7 @@ func BenchmarkClickstream(b *testing.B) {
 		began := time.Now()
 		msgs := readStream(b, nc, g.Stream)
 		consume += time.Since(began)
-		reference(msgs, time.Minute, clickstream.DefaultOutOfOrder, clickstream.DefaultLateness, clickstream.DefaultTop)
+		compute(msgs, time.Minute, clickstream.DefaultOutOfOrder, clickstream.DefaultLateness, clickstream.DefaultTop)
 		cost += time.Since(began)
 		b.StartTimer()
 

@@ -14,7 +14,8 @@
 // Lines or Parquet, committed with the job's checkpoints; see package
 // connectors/file) and, when Config.Postgres is set, to the table
 // <table-prefix><result> (created if missing, upserted by its key columns, or
-// written exactly once per checkpoint with postgres-mode=exactly-once).
+// written exactly once per checkpoint with postgres-mode=exactly-once, which
+// keeps its commit markers in <table-prefix>sink_commits).
 // A fresh start (not restored from a checkpoint) refuses an output directory
 // that already holds results (ErrOutputNotEmpty): readers would see two runs.
 //

@@ -121,6 +121,13 @@ type results struct {
 // largest event time so far minus the out-of-orderness minus 1ns, an event
 // late when its window's end plus the lateness, minus 1ns, is not after it.
 func reference(msgs []streamMsg, window, outOfOrder, lateness time.Duration, top int) (r results, malformed int) {
+	r, malformed = compute(msgs, window, outOfOrder, lateness, top)
+	r.sort()
+	return r, malformed
+}
+
+// compute is reference without putting the results in canonical order.
+func compute(msgs []streamMsg, window, outOfOrder, lateness time.Duration, top int) (r results, malformed int) {
 	type vw struct {
 		key   string
 		start int64
@@ -196,7 +203,6 @@ func reference(msgs []streamMsg, window, outOfOrder, lateness time.Duration, top
 		s, e := win(k.start)
 		r.Errors = append(r.Errors, clickstream.PlaybackErrors{WindowStart: s, WindowEnd: e, ErrorCode: k.key, Errors: n})
 	}
-	r.sort()
 	return r, malformed
 }
 
@@ -211,10 +217,19 @@ func (r *results) sort() {
 }
 
 func sortRows[T any](rows []T) {
+	type keyed struct {
+		key string
+		row T
+	}
+	ks := make([]keyed, len(rows))
 	for i := range rows {
 		utc(reflect.ValueOf(&rows[i]).Elem())
+		ks[i] = keyed{canon(rows[i]), rows[i]}
 	}
-	slices.SortFunc(rows, func(a, b T) int { return strings.Compare(canon(a), canon(b)) })
+	slices.SortFunc(ks, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	for i := range ks {
+		rows[i] = ks[i].row
+	}
 }
 
 // utc sets every time.Time field of the struct v to UTC.

@@ -49,6 +49,10 @@ const (
 // Results lists the result names in the order the job defines them.
 var Results = []string{ResultViews, ResultTop, ResultWatchTime, ResultCountries, ResultErrors, ResultLate}
 
+// MarkerTableSuffix, after the table prefix, names the table where
+// postgres-mode=exactly-once records the checkpoints it committed.
+const MarkerTableSuffix = "sink_commits"
+
 // HivePartitions is the layout of result directories by event time (the
 // window's last instant, in UTC).
 const HivePartitions = "dt=2006-01-02/hour=15"
@@ -260,11 +264,15 @@ func writeResult[T any](o outputs, rows dataflow.Stream[T], result string) {
 		file.Sink(rows, result+"-files", fc)
 	}
 	if o.cfg.Postgres != "" {
+		// The commit markers of exactly-once mode are keyed by job and sink
+		// name, the same in every deployment of this job: a marker table per
+		// table prefix keeps deployments into one database apart.
 		postgres.Sink(rows, result+"-postgres", postgres.Config[T]{
 			ConnString:  o.cfg.Postgres,
 			Table:       o.s.tablePrefix + result,
 			Mode:        o.s.pgMode,
 			CreateTable: true,
+			MarkerTable: o.s.tablePrefix + MarkerTableSuffix,
 			Logger:      o.cfg.Logger,
 		})
 	}

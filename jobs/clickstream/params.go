@@ -48,7 +48,7 @@ var Params = []jobs.Param{
 	{Name: "malformed", Default: "dead-letter", Usage: "what to do with undecodable events: dead-letter (publish to dead-letter-subject and count), skip (count) or fail"},
 	{Name: "dead-letter-subject", Default: "SUBJECT-PREFIX-dlq", Usage: "subject malformed events are published to; it must belong to a stream (EnsureStream makes one)"},
 	{Name: "postgres-mode", Default: "upsert", Usage: "how results are written to Postgres: upsert or exactly-once"},
-	{Name: "table-prefix", Default: DefaultTablePrefix, Usage: "prefix of the Postgres tables (PREFIXviews_per_video, ...)"},
+	{Name: "table-prefix", Default: DefaultTablePrefix, Usage: "prefix of the Postgres tables (PREFIXviews_per_video, ..., and PREFIXsink_commits for exactly-once markers)"},
 	{Name: "demo-events", Default: strconv.Itoa(DefaultDemoEvents), Usage: "with --demo: events the generator publishes"},
 	{Name: "demo-rate", Default: strconv.Itoa(DefaultDemoRate), Usage: "with --demo: events per second the generator publishes; 0 as fast as possible"},
 	{Name: "seed", Default: "1", Usage: "with --demo: generator seed (same seed, same events)"},

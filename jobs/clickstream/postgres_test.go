@@ -62,7 +62,7 @@ func TestPostgres(t *testing.T) {
 	_, _ = rand.Read(b)
 	prefix := "cs_" + hex.EncodeToString(b) + "_"
 	t.Cleanup(func() {
-		for _, r := range clickstream.Results {
+		for _, r := range append(clickstream.Results, clickstream.MarkerTableSuffix) {
 			_, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+pgx.Identifier{prefix + r}.Sanitize())
 		}
 	})
@@ -101,4 +101,7 @@ func TestPostgres(t *testing.T) {
 		require.NoError(t, job.Run(context.Background()), mode)
 		requireResults(t, want, read())
 	}
+	var markers int
+	require.NoError(t, conn.QueryRow(context.Background(), "SELECT count(*) FROM "+pgx.Identifier{prefix + clickstream.MarkerTableSuffix}.Sanitize()).Scan(&markers))
+	require.Positive(t, markers, "exactly-once mode committed no epoch under the job's marker table")
 }
