@@ -24,7 +24,8 @@
 //	go run ./cmd/jobrunner run clickstream --demo
 //
 // starts an embedded NATS server, publishes 200 000 generated events and
-// runs the job on them, writing to ./sluice-demo-output/run-<time>/.
+// runs the job on them, writing to a new directory run-<time> under the
+// output directory (./sluice-demo-output if none is given).
 //
 // # Events and the stream
 //

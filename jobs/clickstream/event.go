@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicedata/sluice/connectors/jetstream"
+	"github.com/sluicedata/sluice/dataflow"
 )
 
 // ErrMalformed is wrapped by every error of ParseEvent: the payload is not an
@@ -68,6 +69,11 @@ type Event struct {
 	// part of the payload.
 	Partition string
 	Sequence  uint64
+
+	// partitionWatermark is the watermark of the event's partition when the
+	// late filter let it through, for the report of an event that the windows
+	// dropped nonetheless.
+	partitionWatermark dataflow.Timestamp
 }
 
 // wireEvent is the JSON form of an event. TS is kept raw because it is

@@ -198,7 +198,7 @@ func BuildWithCounters(cfg jobs.Config) (*dataflow.Job, *Counters, error) {
 		counters.late.Add(1)
 		w := window.Window{Start: dataflow.TimestampOf(e.Time)}
 		w.Start -= w.Start % dataflow.Timestamp(s.window)
-		return lateEvent(e, time.Time{}, w.Start.Time().Add(s.window), "window-closed")
+		return lateEvent(e, e.partitionWatermark.Time(), w.Start.Time().Add(s.window), "window-closed")
 	})
 	late := dataflow.Union(dataflow.SideOutput(onTime, lateTag), closedRows)
 
@@ -319,14 +319,18 @@ func (f *lateFilter) ProcessElement(ctx *operators.KeyedContext[string, Event], 
 	if err != nil {
 		return err
 	}
+	wm := dataflow.MinWatermark
+	if seen {
+		wm = max(dataflow.Timestamp(maxTs)-f.outOfOrder-1, dataflow.MinWatermark)
+	}
 	if !seen || dataflow.Timestamp(maxTs) < ts {
 		if err := f.maxTs.Update(int64(ts)); err != nil {
 			return err
 		}
+		e.partitionWatermark = wm
 		ctx.Emit(e)
 		return nil
 	}
-	wm := dataflow.Timestamp(maxTs) - f.outOfOrder - 1
 	if f.ws, err = f.assigner.AssignTo(f.ws[:0], ts); err != nil {
 		return fmt.Errorf("event %s at %v: %w", e.EventID, e.Time, err)
 	}
@@ -336,6 +340,7 @@ func (f *lateFilter) ProcessElement(ctx *operators.KeyedContext[string, Event], 
 		operators.EmitSide(&ctx.ProcessContext, f.tag, lateEvent(e, wm.Time(), w.End.Time(), "lateness"))
 		return nil
 	}
+	e.partitionWatermark = wm
 	ctx.Emit(e)
 	return nil
 }

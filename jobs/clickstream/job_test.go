@@ -470,6 +470,7 @@ func TestIdlePartitionWindowClosed(t *testing.T) {
 	require.Equal(t, "p1-1", res.Late[0].EventID)
 	require.Equal(t, "window-closed", res.Late[0].Reason)
 	require.Equal(t, t0.Add(time.Minute), res.Late[0].WindowEnd)
+	require.Equal(t, t0.Add(-clickstream.DefaultOutOfOrder-time.Nanosecond), res.Late[0].Watermark, "the partition's watermark")
 	for _, v := range res.Views {
 		require.NotEqual(t, "v-late", v.VideoID)
 	}

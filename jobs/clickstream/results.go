@@ -71,7 +71,9 @@ type LateEvent struct {
 	EventTime time.Time `json:"event_time" parquet:"event_time,timestamp(millisecond)" db:"event_time"`
 	// Watermark is the event time up to which the event's partition was
 	// complete when the event arrived, and WindowEnd the end of the window it
-	// belonged to: WindowEnd plus the allowed lateness was not after it.
+	// belonged to. For reason "lateness", WindowEnd plus the allowed lateness
+	// was not after Watermark; for "window-closed" it was (the event was on
+	// time in its partition), but the job's watermark was past it.
 	Watermark time.Time `json:"watermark" parquet:"watermark,timestamp(nanosecond)" db:"watermark"`
 	WindowEnd time.Time `json:"window_end" parquet:"window_end,timestamp(millisecond)" db:"window_end"`
 	// Reason is "lateness" for events later than the allowed lateness in their
