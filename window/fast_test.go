@@ -101,15 +101,20 @@ func TestDefaultTriggerMatchesGeneralOperator(t *testing.T) {
 		for _, lateness := range []time.Duration{0, 3 * time.Second, 12 * time.Second} {
 			for seed := range uint64(3) {
 				t.Run(fmt.Sprintf("%v/lateness %v/seed %d", a, lateness, seed), func(t *testing.T) {
+					general := window.WithTrigger(generalTrigger{window.EventTimeTrigger()})
 					count := operators.Count[click]()
-					want := windowScript(t, seed, a, count, window.AllowedLateness(lateness), window.WithTrigger(generalTrigger{window.EventTimeTrigger()}))
-					got := windowScript(t, seed, a, count, window.AllowedLateness(lateness))
-					require.Equal(t, want, got)
 					// An accumulator holding references, changed in place by Add.
 					top := window.TopN(2, func(c click) int { return c.N % 3 })
-					want2 := windowScript(t, seed, a, top, window.AllowedLateness(lateness), window.WithTrigger(generalTrigger{window.EventTimeTrigger()}))
-					got2 := windowScript(t, seed, a, top, window.AllowedLateness(lateness))
-					require.Equal(t, want2, got2)
+					want := windowScript(t, seed, a, count, window.AllowedLateness(lateness), general)
+					want2 := windowScript(t, seed, a, top, window.AllowedLateness(lateness), general)
+					// With the key cache, with one so small it is written to
+					// keyed state every other key, and without.
+					for _, cached := range []int{1 << 16, 2, 0} {
+						restore := window.SetMaxCachedKeys(cached)
+						require.Equal(t, want, windowScript(t, seed, a, count, window.AllowedLateness(lateness)), "cache of %d keys", cached)
+						require.Equal(t, want2, windowScript(t, seed, a, top, window.AllowedLateness(lateness)), "cache of %d keys", cached)
+						restore()
+					}
 				})
 			}
 		}

@@ -67,7 +67,10 @@ type LateRecords interface{ LateRecords() int64 }
 // sliding assigner, a specialized operator does the same with less work per
 // record: one read and one write of the key's windows per record whatever
 // the number of windows, and a window's timer registered only when the
-// window is created.
+// window is created. For keys of plain types (strings, integers, bools, and
+// arrays and structs of them) it also keeps the windows of up to 65536 keys
+// in a Go map between checkpoints, and writes the changed ones to keyed
+// state when a checkpoint captures it (and when the map is full).
 //
 // A record without a timestamp fails the job (event time is required), and so
 // does one at dataflow.MaxWatermark. A timestamp of 0 is an ordinary time,
