@@ -27,7 +27,9 @@ type Config struct {
 	// Clock returns the current time for TTL; nil means time.Now. Tests script it.
 	Clock func() time.Time
 	// FullEvery makes every FullEvery-th snapshot a full base and the others
-	// deltas; 0 means DefaultFullEvery, 1 means every snapshot is full.
+	// deltas; 0 means DefaultFullEvery, 1 means every snapshot is full. The
+	// heap backend takes a base sooner once the deltas since the last one
+	// changed more keys than the state holds.
 	FullEvery int
 }
 
@@ -120,6 +122,7 @@ type core struct {
 	count    int // snapshots since the last base
 
 	changedCount int // keys recorded as changed since the last snapshot
+	chainChanges int // changes in the deltas since the last base
 	maxChanged   int // 0: unlimited
 
 	// heap: restored rows of states not declared yet (decoded at declaration).

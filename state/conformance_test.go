@@ -1197,3 +1197,33 @@ func TestDeltaChainRestoresDeclaredOrNot(t *testing.T) {
 		}
 	})
 }
+
+// On the heap a base follows once the deltas since the last one changed more
+// keys than the state holds, so that a restore reads at most about twice the
+// state.
+func TestHeapBaseWhenDeltasOutgrowState(t *testing.T) {
+	b := backends[0].open(t, cfgFor(0, 1, newClock()))
+	v := must(state.NewValue[int](b, "v"))(t)
+	ks := keys(100)
+	touch := func(ks []string, x int) {
+		for _, k := range ks {
+			setKey(b, k)
+			require.NoError(t, v.Update(x))
+		}
+	}
+	touch(ks, 0)
+	full := func(id int64) bool {
+		s := must(b.Snapshot(id, state.SnapshotOptions{}))(t)
+		defer s.Discard()
+		return s.Full()
+	}
+	require.True(t, full(1), "the first snapshot is a base")
+	touch(ks[:60], 1)
+	require.False(t, full(2), "60 changes of 100 keys: a delta")
+	touch(ks[:30], 2)
+	require.False(t, full(3), "90 changes in the deltas: a delta")
+	touch(ks[50:70], 3)
+	require.True(t, full(4), "110 changes in the deltas, 100 keys: a base")
+	touch(ks[:10], 4)
+	require.False(t, full(5), "deltas count again from the base")
+}

@@ -92,8 +92,11 @@
 // opened at the capture. A snapshot is either a full base or a delta holding,
 // for every key changed since the previous snapshot, its new value or a
 // tombstone. Every Config.FullEvery-th snapshot is a base, as is the first one,
-// one requested with SnapshotOptions.Full (savepoints), and, on Badger, one
-// taken after more than BadgerConfig.MaxDeltaKeys keys changed. A delta is
+// one requested with SnapshotOptions.Full (savepoints), on the heap one taken
+// when the deltas since the last base would hold more changes than the state
+// has entries (so that restoring a base and its deltas reads at most about
+// twice the state), and, on Badger, one taken after more than
+// BadgerConfig.MaxDeltaKeys keys changed. A delta is
 // only valid on top of the snapshot taken just before it: if a snapshot is
 // never stored (a failed checkpoint), ask for a full one next. Checkpoint ids
 // must increase.

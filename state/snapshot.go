@@ -102,7 +102,13 @@ func (c *core) Snapshot(checkpointID int64, opts SnapshotOptions) (*Snapshot, er
 	if c.haveBase && checkpointID <= c.lastID {
 		return nil, c.errf("", fmt.Errorf("%w: checkpoint id %d not after %d", ErrInvalidConfig, checkpointID, c.lastID))
 	}
-	full := opts.Full || !c.haveBase || !c.tracking || c.count+1 >= c.cfg.FullEvery
+	// On the heap a base is also due once the deltas since the last one hold
+	// more changes than the state has entries: a restore then reads at most
+	// about twice the state, and the base costs no more to write than those
+	// deltas did. (On Badger, MaxDeltaKeys bounds the deltas.)
+	chain := c.chainChanges + c.changedCount
+	full := opts.Full || !c.haveBase || !c.tracking || c.count+1 >= c.cfg.FullEvery ||
+		c.store == nil && chain > c.entries
 	s := &Snapshot{
 		hdr: header{
 			full: full, id: checkpointID, maxPar: c.cfg.MaxParallelism,
@@ -159,9 +165,9 @@ func (c *core) Snapshot(checkpointID int64, opts SnapshotOptions) (*Snapshot, er
 	c.epoch++
 	c.tracking, c.haveBase, c.lastID, c.changedCount = true, true, checkpointID, 0
 	if full {
-		c.lineage, c.count = s.hdr.lineage, 0
+		c.lineage, c.count, c.chainChanges = s.hdr.lineage, 0, 0
 	} else {
-		c.count++
+		c.count, c.chainChanges = c.count+1, chain
 	}
 	c.inflight.Add(1)
 	s.done = c.inflight.Done
