@@ -13,6 +13,7 @@ import (
 	"github.com/sluicedata/sluice/jobs"
 	"github.com/sluicedata/sluice/jobs/cli"
 
+	_ "github.com/sluicedata/sluice/jobs/clickstream"
 	_ "github.com/sluicedata/sluice/jobs/viewcount"
 )
 

@@ -53,14 +53,15 @@ func (p *progressBar) follow(d *runner.Deployment) {
 	}
 }
 
-func (p *progressBar) finish(d *runner.Deployment) {
+// finish draws the last line: complete if the job read its input to the end.
+func (p *progressBar) finish(d *runner.Deployment, complete bool) {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
 		close(p.done)
 	}
 	p.mu.Unlock()
-	p.draw(d.Status().RecordsIn, true)
+	p.draw(d.Status().RecordsIn, complete)
 }
 
 func (p *progressBar) draw(n int64, last bool) {
@@ -69,7 +70,11 @@ func (p *progressBar) draw(n int64, last bool) {
 	el := time.Since(p.start)
 	rate := float64(n) / max(el.Seconds(), 1e-9)
 	line := fmt.Sprintf("replay: %d records", n)
-	if p.total >= 0 {
+	if last && p.total >= 0 {
+		// The job ended: its sources read to the end. Records that did not
+		// decode (dead-lettered or skipped) are sequences without a record.
+		line = fmt.Sprintf("replay: %d of %d sequences (100%%), %d records", p.total, p.total, n)
+	} else if p.total >= 0 {
 		pct := 100.0
 		if p.total > 0 {
 			pct = min(100, 100*float64(n)/float64(p.total))

@@ -254,7 +254,7 @@ func runJob(ctx context.Context, reg *jobs.Registry, verb string, args []string,
 		return nil
 	}
 	if progress != nil {
-		progress.finish(d)
+		progress.finish(d, d.Err() == nil && d.State() == runner.StateFinished)
 	}
 	st := d.Status()
 	if err := d.Err(); err != nil {
