@@ -103,7 +103,7 @@ func TestBadInputIsOneLineAndNonZero(t *testing.T) {
 		{nil, cli.ExitUsage, "usage: jobrunner"},
 		{[]string{"launch"}, cli.ExitUsage, `jobrunner launch: unknown verb "launch"`},
 		{[]string{"run"}, cli.ExitUsage, "jobrunner run: missing job name"},
-		{[]string{"run", "nope"}, cli.ExitUsage, `jobrunner run: jobs: unknown job "nope" (registered: [viewcount])`},
+		{[]string{"run", "nope"}, cli.ExitUsage, `jobrunner run: jobs: unknown job "nope" (registered: [clickstream viewcount])`},
 		{[]string{"run", "viewcount", "--parallelism", "0"}, cli.ExitUsage, "--parallelism 0 must be between 1 and --max-parallelism 128"},
 		{[]string{"run", "viewcount", "--parallelism", "x"}, cli.ExitUsage, `invalid value "x" for flag -parallelism`},
 		{[]string{"run", "viewcount", "--bogus"}, cli.ExitUsage, "flag provided but not defined: -bogus"},
