@@ -513,6 +513,9 @@ func declare[S any](b Backend, name string, k kind, typ reflect.Type, opts []Opt
 		if raw.kind != k {
 			return nil, c.errf(name, fmt.Errorf("%w: restored as %s, declared as %s", ErrStateMismatch, raw.kind, k))
 		}
+		if c.store == nil {
+			t.m = make(map[string]*entry[S], len(raw.rows)) // no growing on the way
+		}
 		if err := raw.replay(t); err != nil {
 			t.reset()
 			return nil, c.errf(name, err)
