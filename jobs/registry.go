@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -39,6 +40,11 @@ type Definition struct {
 	// its start position to the end of their input now: jobrunner replay
 	// shows progress against it.
 	Backlog func(ctx context.Context, cfg Config) (int64, error)
+	// Generate, if set, publishes generated input for the job (`jobrunner
+	// generate JOB [flags]`) to the server cfg.NATS names; fs is a flag set
+	// for the generator's own flags, which Generate registers and parses from
+	// args. It returns how many records it published.
+	Generate func(ctx context.Context, cfg Config, fs *flag.FlagSet, args []string) (published int64, err error)
 }
 
 // Param is one documented job parameter.

@@ -26,6 +26,7 @@ verbs:
   run <job> [flags]       run a job in the foreground until its input ends or ^C
   replay <job> [flags]    read the input again from an offset, to its end (or on live)
   plan <job> [flags]      print the job's compiled graph (--format text|dot|json)
+  generate <job> [flags]  publish generated input for a job (--nats URL; see -h)
   serve [flags]           run a long-lived runner with a REST API and /metrics
   deploy <job> [flags]    start a job on a runner
   list                    the runner's deployments
@@ -85,6 +86,8 @@ func Main(ctx context.Context, reg *jobs.Registry, args []string, stdout, stderr
 		err = runJob(ctx, reg, verb, rest, stdout, stderr)
 	case "plan":
 		err = planJob(reg, rest, stdout)
+	case "generate":
+		err = generate(ctx, reg, rest, stdout)
 	case "serve":
 		err = serve(ctx, reg, rest, stderr)
 	case "deploy", "list", "status", "savepoint", "stop", "cancel", "checkpoints":

@@ -156,3 +156,29 @@ func TestDemoWritesResultFiles(t *testing.T) {
 		require.NotEmpty(t, rows[name], "result %s", name)
 	}
 }
+
+func TestGenerateThenReplay(t *testing.T) {
+	srv, err := embedded.Start(embedded.Config{Dir: t.TempDir()})
+	require.NoError(t, err)
+	defer srv.Shutdown()
+	code, out, errOut := run("generate", "clickstream", "--nats", srv.URL(), "-count", "3000", "-seed", "3")
+	require.Equal(t, cli.ExitOK, code, errOut)
+	require.Contains(t, out, "published 3000 records")
+
+	dir := filepath.Join(t.TempDir(), "out")
+	code, _, errOut = run("replay", "clickstream", "--from-offset", "0", "--nats", srv.URL(), "--output", dir)
+	require.Equal(t, cli.ExitOK, code, errOut)
+	require.Contains(t, errOut, "3000 of 3000 sequences (100%)")
+	require.NotEmpty(t, results(t, dir)[clickstream.ResultViews])
+
+	code, _, errOut = run("generate", "viewcount")
+	require.Equal(t, cli.ExitUsage, code)
+	require.Contains(t, errOut, `job "viewcount" has no generator`)
+
+	// An unreachable NATS server: one line, exit 1.
+	code, _, errOut = run("run", "clickstream", "--nats", "nats://127.0.0.1:1", "--output", filepath.Join(t.TempDir(), "x"))
+	require.Equal(t, cli.ExitFailed, code, errOut)
+	require.Contains(t, errOut, "nats://127.0.0.1:1")
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	require.True(t, strings.HasPrefix(lines[len(lines)-1], "jobrunner run: "), errOut)
+}

@@ -335,3 +335,46 @@ func planJob(reg *jobs.Registry, args []string, stdout io.Writer) error {
 	}
 	return nil
 }
+
+// generate runs a job's generator: `jobrunner generate JOB [--nats URL]
+// [generator flags]`.
+func generate(ctx context.Context, reg *jobs.Registry, args []string, stdout io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return usageError{errors.New("missing job name; see 'jobrunner jobs'")}
+	}
+	def, err := reg.Lookup(args[0])
+	if err != nil {
+		return usageError{err}
+	}
+	if def.Generate == nil {
+		return usageError{fmt.Errorf("job %q has no generator", def.Name)}
+	}
+	cfg := defaults(stdout)
+	var rest []string
+	args = args[1:]
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--nats" || a == "-nats":
+			if i+1 >= len(args) {
+				return usageError{errors.New("--nats needs a URL")}
+			}
+			cfg.NATS.URL = args[i+1]
+			i++
+		case strings.HasPrefix(a, "--nats=") || strings.HasPrefix(a, "-nats="):
+			cfg.NATS.URL = a[strings.Index(a, "=")+1:]
+		default:
+			rest = append(rest, a)
+		}
+	}
+	fs := newFlagSet("generate " + def.Name)
+	start := time.Now()
+	n, err := def.Generate(ctx, cfg, fs, rest)
+	if err != nil {
+		if n == 0 && !errors.Is(err, context.Canceled) && strings.Contains(err.Error(), "flag") {
+			return usageError{err}
+		}
+		return fmt.Errorf("job %q: generator: %w (published %d)", def.Name, err, n)
+	}
+	fmt.Fprintf(stdout, "published %d records for %q to %s in %v\n", n, def.Name, cfg.NATS.URL, time.Since(start).Round(time.Millisecond))
+	return nil
+}

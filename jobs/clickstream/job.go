@@ -3,6 +3,7 @@ package clickstream
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"path/filepath"
@@ -32,6 +33,17 @@ func init() {
 		Build:       Build,
 		Demo:        Demo,
 		Backlog:     Backlog,
+		Generate: func(ctx context.Context, cfg jobs.Config, fs *flag.FlagSet, args []string) (int64, error) {
+			g := DefaultGeneratorConfig()
+			g.RegisterFlags(fs)
+			if err := fs.Parse(args); err != nil {
+				return 0, err
+			}
+			if fs.NArg() > 0 {
+				return 0, fmt.Errorf("unexpected arguments %q", fs.Args())
+			}
+			return RunGenerator(ctx, cfg.NATS, g)
+		},
 	})
 }
 
