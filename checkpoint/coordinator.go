@@ -105,7 +105,8 @@ type Coordinator struct {
 	failures  int
 	finished  map[int]bool
 	savepts   []*savepointReq
-	lastDone  time.Time
+	lastDone  time.Time // the end of the last checkpoint, completed or failed
+	lastStart time.Time // the start of the last checkpoint
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -196,6 +197,11 @@ func NewCoordinator(ctx context.Context, cfg CoordinatorConfig, rt Runtime) (*Co
 		c.nextID = r.ID + 1
 	}
 	if cfg.Storage != nil {
+		if p, ok := cfg.Storage.(Prober); ok {
+			if err := p.Probe(ctx); err != nil {
+				return nil, fmt.Errorf("checkpoint: job %q cannot take checkpoints: %w", cfg.Job, err)
+			}
+		}
 		ids, err := cfg.Storage.List(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint: list checkpoints in %s: %w", cfg.Storage.Location(), err)
@@ -296,6 +302,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	defer close(c.done)
 	defer c.failSavepoints(errors.New("checkpoint: the job stopped before the savepoint completed"))
 	c.lastDone = c.cfg.Clock()
+	c.lastStart = c.lastDone
 	periodic := c.cfg.Storage != nil && c.cfg.Config.Interval > 0
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -313,7 +320,12 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		if c.pending != nil {
 			wake, armed = c.pending.deadline.Sub(now), true
 		} else if periodic && len(c.finished) < c.cfg.Tasks {
-			next := c.lastDone.Add(max(c.cfg.Config.Interval, c.cfg.Config.MinPause))
+			// Interval apart from the last start, and at least MinPause
+			// after the last end (as in Flink).
+			next := c.lastStart.Add(c.cfg.Config.Interval)
+			if p := c.lastDone.Add(c.cfg.Config.MinPause); p.After(next) {
+				next = p
+			}
 			wake, armed = next.Sub(now), true
 		}
 		var tc <-chan time.Time
@@ -403,6 +415,7 @@ func (c *Coordinator) trigger(o *Options, sp *savepointReq) {
 		o.Full = true
 	}
 	now := c.cfg.Clock()
+	c.lastStart = now
 	c.pending = &pending{opts: o, acks: map[int][]Ack{}, started: now, deadline: now.Add(c.cfg.Config.Timeout), sp: sp}
 	c.statsMu.Lock()
 	c.stats.InProgress = o.ID

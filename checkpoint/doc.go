@@ -14,6 +14,48 @@
 // Savepoints (KindSavepoint) are self-contained: every file lies in the
 // savepoint's own directory.
 //
+// # Coordinator
+//
+// A Coordinator drives the checkpoints of one run of a job (package dataflow
+// makes one per run and implements Runtime). Config.Interval after the start
+// of the previous checkpoint, and at least Config.MinPause after its end, it
+// triggers checkpoint n: the tasks that start with a source record their
+// position and send barrier n downstream; a task with several inputs aligns
+// the barrier (it holds back the inputs that delivered it until all did),
+// captures its state synchronously, forwards the barrier, and writes the
+// state to Storage on another goroutine while processing goes on; it then
+// calls Ack with the files it wrote, or Decline with the error. Once every
+// task has acknowledged, the coordinator assembles the Manifest (a keyed-state
+// delta extends the subtask's chain of the latest completed checkpoint),
+// commits it to Storage, and only then calls Runtime.Complete, on which
+// two-phase sinks commit. Completed checkpoints beyond Config.Retain are
+// pruned.
+//
+// One checkpoint is in flight at a time. A checkpoint that a task declines (a
+// snapshot failed, or a file could not be written: a full disk, a directory
+// that is not writable), whose manifest cannot be committed, or that is not
+// complete after Config.Timeout, is aborted: the tasks are told
+// (Runtime.Abort), its files are discarded, the previous completed checkpoint
+// stays the latest, intact, and the next checkpoint is a full base. More than
+// Config.TolerableFailures consecutive failures (0 by default, as in Flink)
+// make Run return the error, which fails the job: its restart strategy then
+// restarts it from the latest completed checkpoint, or the job ends with the
+// error, which names the checkpoint and, for a file, its path.
+//
+// Savepoints (Savepoint, StopWithSavepoint) wait for the checkpoint in flight
+// and are always full; a failed savepoint fails its request, not the job.
+// Once every task has finished its input (bounded sources), the coordinator
+// takes the final checkpoint, so that sinks commit the end of the output, and
+// Run returns when it is complete; if it fails, Run fails (ErrFinalFailed).
+// Checkpoint ids increase across runs: they continue after the checkpoint
+// restored from and after every id in Storage.
+//
+// When a run starts, NewCoordinator probes a Storage that implements Prober
+// (LocalStorage does): a directory that is missing and cannot be created, or
+// that is not writable, fails the job at once, naming the directory, before
+// any record is processed. Stats reports the completed and failed
+// checkpoints, the last one's duration and size, and the last failure.
+//
 // # Storage
 //
 // Storage is the interface; LocalStorage keeps checkpoints in a local

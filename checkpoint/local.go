@@ -146,6 +146,28 @@ func OpenLocalStorage(dir string, opts ...LocalOption) (*LocalStorage, error) {
 	return s, nil
 }
 
+var _ Prober = (*LocalStorage)(nil)
+
+// Probe implements Prober: the directory (and its manifests directory) must
+// exist or be creatable, and a probe file must be written, synced and removed
+// in it, as NewLocalStorage checks. A storage opened read-only fails with
+// ErrReadOnly.
+func (s *LocalStorage) Probe(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.readOnly {
+		return fmt.Errorf("checkpoint: storage directory %s was opened read-only (to restore from), it cannot take checkpoints: %w", s.root, ErrReadOnly)
+	}
+	if err := s.fs.MkdirAll(s.abs(manifestDir)); err != nil {
+		return fmt.Errorf("checkpoint: cannot create storage directory %s: %w", s.root, err)
+	}
+	if err := s.probe(); err != nil {
+		return fmt.Errorf("checkpoint: storage directory %s is not writable: %w", s.root, err)
+	}
+	return nil
+}
+
 // probe writes, syncs and removes a file in the root.
 func (s *LocalStorage) probe() error {
 	var b [8]byte

@@ -133,6 +133,15 @@ type Storage interface {
 	Location() string
 }
 
+// Prober is an optional interface of a Storage: Probe checks that the storage
+// can take a checkpoint now, for example that a directory is writable, and
+// fails with an error naming the storage otherwise. The coordinator probes a
+// job's checkpoint storage when a run starts, so that the job fails at once
+// rather than at its first checkpoint, after it processed records.
+type Prober interface {
+	Probe(ctx context.Context) error
+}
+
 // Writer is a file being written into a Storage.
 type Writer interface {
 	io.Writer
