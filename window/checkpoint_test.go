@@ -128,8 +128,8 @@ func sortWindows(rs []sensorWindow) []sensorWindow {
 
 // Sliding windows stopped with a savepoint at parallelism 2 and restored at
 // 3 (with the heap and the Badger backend, whose small cache makes windows
-// go through the store) give what one uninterrupted run gives, each window
-// once.
+// go through the store; with the operator's key cache, one that fills up,
+// and none) give what one uninterrupted run gives, each window once.
 func TestSlidingWindowsRestoreAtOtherParallelism(t *testing.T) {
 	const total = 3000
 	ref := &committed[sensorWindow]{ids: map[string]bool{}}
@@ -137,19 +137,28 @@ func TestSlidingWindowsRestoreAtOtherParallelism(t *testing.T) {
 	want := sortWindows(ref.values())
 	require.GreaterOrEqual(t, len(want), 41*total/100, "every sensor has readings in every window")
 
-	backends := map[string]func(dir string) func(state.Config) (state.Backend, error){
-		"heap": func(string) func(state.Config) (state.Backend, error) { return nil },
-		"badger": func(dir string) func(state.Config) (state.Backend, error) {
-			return func(cfg state.Config) (state.Backend, error) {
-				return state.NewBadger(cfg, state.BadgerConfig{
-					Dir:          filepath.Join(dir, fmt.Sprintf("%s-%d", cfg.OperatorUID, cfg.KeyGroups.Start)),
-					CacheEntries: 16,
-				})
-			}
-		},
+	heap := func(string) func(state.Config) (state.Backend, error) { return nil }
+	badger := func(dir string) func(state.Config) (state.Backend, error) {
+		return func(cfg state.Config) (state.Backend, error) {
+			return state.NewBadger(cfg, state.BadgerConfig{
+				Dir:          filepath.Join(dir, fmt.Sprintf("%s-%d", cfg.OperatorUID, cfg.KeyGroups.Start)),
+				CacheEntries: 16,
+			})
+		}
 	}
-	for name, backend := range backends {
-		t.Run(name, func(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		backend  func(dir string) func(state.Config) (state.Backend, error)
+		keyCache int
+	}{
+		{"heap", heap, 1 << 16},
+		{"heap, key cache of 4", heap, 4},
+		{"heap, no key cache", heap, 0},
+		{"badger", badger, 1 << 16},
+	} {
+		backend := c.backend
+		t.Run(c.name, func(t *testing.T) {
+			defer window.SetMaxCachedKeys(c.keyCache)()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			ckpts, err := checkpoint.NewLocalStorage(t.TempDir())
