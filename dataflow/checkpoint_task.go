@@ -401,7 +401,8 @@ func (oc *OperatorContext) loadRestored(ctx context.Context) error {
 }
 
 // restoreKeyed loads keyed state and timers of the old subtasks whose key
-// groups overlap this subtask's.
+// groups overlap this subtask's. Timers load on a goroutine of their own
+// while the keyed state loads: they touch nothing the backend does.
 func (oc *OperatorContext) restoreKeyed(ctx context.Context, be state.Backend, timers timerDriver) error {
 	r := oc.restore
 	if r == nil {
@@ -415,6 +416,11 @@ func (oc *OperatorContext) restoreKeyed(ctx context.Context, be state.Backend, t
 			c.Close()
 		}
 	}()
+	type timerFile struct {
+		old int
+		ref checkpoint.FileRef
+	}
+	var timerFiles []timerFile
 	oldPar := r.op.Parallelism
 	for i, st := range r.op.Subtasks {
 		rng := keygroup.RangeFor(i, oldPar, oc.MaxParallelism)
@@ -435,25 +441,39 @@ func (oc *OperatorContext) restoreKeyed(ctx context.Context, be state.Backend, t
 			chains = append(chains, ch)
 		}
 		if st.Timers != nil {
-			rc, err := r.r.storage.Open(ctx, *st.Timers)
-			if err != nil {
-				return fmt.Errorf("restore timers of old subtask %d from checkpoint %d: %w", i, r.r.m.ID, err)
-			}
-			closers = append(closers, rc)
-			if err := timers.restore(rc, oc.KeyGroups); err != nil {
-				return fmt.Errorf("restore timers of old subtask %d from checkpoint %d (%s): %w", i, r.r.m.ID, st.Timers.Path, err)
-			}
+			timerFiles = append(timerFiles, timerFile{i, *st.Timers})
 		}
 	}
+	timersDone := make(chan error, 1)
+	go func() {
+		for _, f := range timerFiles {
+			rc, err := r.r.storage.Open(ctx, f.ref)
+			if err != nil {
+				timersDone <- fmt.Errorf("restore timers of old subtask %d from checkpoint %d: %w", f.old, r.r.m.ID, err)
+				return
+			}
+			err = timers.restore(rc, oc.KeyGroups)
+			rc.Close()
+			if err != nil {
+				timersDone <- fmt.Errorf("restore timers of old subtask %d from checkpoint %d (%s): %w", f.old, r.r.m.ID, f.ref.Path, err)
+				return
+			}
+		}
+		timersDone <- nil
+	}()
+	var err error
 	if len(chains) > 0 {
-		if err := be.Restore(ctx, chains...); err != nil {
+		if err = be.Restore(ctx, chains...); err != nil {
 			if errors.Is(err, state.ErrCorrupt) && !errors.Is(err, checkpoint.ErrCorrupt) {
 				err = fmt.Errorf("%w: %w", checkpoint.ErrCorrupt, err)
 			}
-			return fmt.Errorf("restore keyed state from checkpoint %d in %s (files %s): %w", r.r.m.ID, r.r.storage.Location(), strings.Join(paths, ", "), err)
+			err = fmt.Errorf("restore keyed state from checkpoint %d in %s (files %s): %w", r.r.m.ID, r.r.storage.Location(), strings.Join(paths, ", "), err)
 		}
 	}
-	return nil
+	if terr := <-timersDone; err == nil {
+		err = terr
+	}
+	return err
 }
 
 // ErrRestore is wrapped by the errors of a checkpoint or savepoint that does
