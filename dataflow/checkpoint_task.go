@@ -418,6 +418,7 @@ func (oc *OperatorContext) restoreKeyed(ctx context.Context, be state.Backend, t
 	}()
 	type timerFile struct {
 		old int
+		rng keygroup.Range
 		ref checkpoint.FileRef
 	}
 	var timerFiles []timerFile
@@ -441,7 +442,7 @@ func (oc *OperatorContext) restoreKeyed(ctx context.Context, be state.Backend, t
 			chains = append(chains, ch)
 		}
 		if st.Timers != nil {
-			timerFiles = append(timerFiles, timerFile{i, *st.Timers})
+			timerFiles = append(timerFiles, timerFile{i, rng, *st.Timers})
 		}
 	}
 	timersDone := make(chan error, 1)
@@ -452,7 +453,7 @@ func (oc *OperatorContext) restoreKeyed(ctx context.Context, be state.Backend, t
 				timersDone <- fmt.Errorf("restore timers of old subtask %d from checkpoint %d: %w", f.old, r.r.m.ID, err)
 				return
 			}
-			err = timers.restore(rc, oc.KeyGroups)
+			err = timers.restore(rc, oc.KeyGroups, f.rng)
 			rc.Close()
 			if err != nil {
 				timersDone <- fmt.Errorf("restore timers of old subtask %d from checkpoint %d (%s): %w", f.old, r.r.m.ID, f.ref.Path, err)

@@ -197,6 +197,17 @@ func (q *timerQueue[K]) own(b *timerBucket[K]) {
 	}
 }
 
+// reserve makes room for n timers at t (a restore knows how many come).
+func (q *timerQueue[K]) reserve(t Timestamp, n int) {
+	if b := q.byTime[t]; b == nil && len(q.firing) == 0 {
+		if q.byTime == nil {
+			q.byTime = map[Timestamp]*timerBucket[K]{}
+		}
+		q.byTime[t] = &timerBucket[K]{t: t, m: make(map[string]timerVal[K], n), ver: q.epoch}
+		heap.Push(&q.times, t)
+	}
+}
+
 // add registers a timer at t for the key (enc, key, kg) unless it exists.
 func (q *timerQueue[K]) add(t Timestamp, enc []byte, key K, kg int) {
 	b := q.byTime[t]
@@ -381,8 +392,9 @@ type timerDriver interface {
 	// snapshot captures every pending timer, nil if there is none. It is
 	// cheap: the timers are shared with the capture until they change.
 	snapshot() (timerSnapshot, error)
-	// restore adds the timers of r whose key group is in rng.
-	restore(r io.Reader, rng keygroup.Range) error
+	// restore adds the timers of r whose key group is in rng; r holds the
+	// timers of the key groups in from (an old subtask's).
+	restore(r io.Reader, rng, from keygroup.Range) error
 }
 
 // timerSnapshot is captured timers, written once on any goroutine.
@@ -484,7 +496,7 @@ func (c *timerCapture[K]) write(ctx context.Context, w io.Writer) (int64, error)
 	return written, flush()
 }
 
-func (s *keyedTimers[K]) restore(r io.Reader, rng keygroup.Range) error {
+func (s *keyedTimers[K]) restore(r io.Reader, rng, from keygroup.Range) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head := make([]byte, len(timerFileMagic)+1)
 	if _, err := io.ReadFull(br, head); err != nil {
@@ -498,7 +510,7 @@ func (s *keyedTimers[K]) restore(r io.Reader, rng keygroup.Range) error {
 	case 1:
 		err = s.restoreV1(br, rng)
 	case 2:
-		err = s.restoreV2(br, rng)
+		err = s.restoreV2(br, rng, from)
 	default:
 		return fmt.Errorf("timers: snapshot version %d, this program reads versions 1 and 2", v)
 	}
@@ -521,7 +533,12 @@ func (s *keyedTimers[K]) queue(d TimeDomain) *timerQueue[K] {
 	return &s.event
 }
 
-func (s *keyedTimers[K]) restoreV2(br *bufio.Reader, rng keygroup.Range) error {
+func (s *keyedTimers[K]) restoreV2(br *bufio.Reader, rng, from keygroup.Range) error {
+	// The share of the file's timers this subtask takes, to size the maps.
+	share := 1.0
+	if lo, hi := max(rng.Start, from.Start), min(rng.End, from.End); from.End > from.Start && hi-lo < from.End-from.Start {
+		share = float64(max(hi-lo, 0)) / float64(from.End-from.Start)
+	}
 	total, err := binary.ReadUvarint(br)
 	if err != nil {
 		return fmt.Errorf("timers: read count: %w", noEOF(err))
@@ -553,6 +570,9 @@ func (s *keyedTimers[K]) restoreV2(br *bufio.Reader, rng keygroup.Range) error {
 			return fmt.Errorf("timers: more timers than the %d the header says", total)
 		}
 		q := s.queue(TimeDomain(d))
+		if n <= total {
+			q.reserve(t, int(float64(n)*share))
+		}
 		for i := uint64(0); i < n; i++ {
 			if _, err := io.ReadFull(br, fixed[:2]); err != nil {
 				return fmt.Errorf("timers: timer %d at %v: %w", i+1, t, noEOF(err))

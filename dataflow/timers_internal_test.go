@@ -160,7 +160,7 @@ func TestTimersSnapshotIsolatedAndRestoredByKeyGroup(t *testing.T) {
 
 	restoreAll := func(rng keygroup.Range) map[firedTimer]bool {
 		r, rec := newTestTimers(t, rng)
-		require.NoError(t, r.restore(bytes.NewReader(buf.Bytes()), rng))
+		require.NoError(t, r.restore(bytes.NewReader(buf.Bytes()), rng, allGroups))
 		require.NoError(t, r.fireEvent(MaxWatermark))
 		require.NoError(t, r.fireProcessing(MaxWatermark))
 		got := map[firedTimer]bool{}
@@ -197,7 +197,7 @@ func TestTimersRestoreVersion1(t *testing.T) {
 		require.NoError(t, enc.Encode(&row))
 	}
 	s, rec := newTestTimers(t, allGroups)
-	require.NoError(t, s.restore(bytes.NewReader(buf.Bytes()), allGroups))
+	require.NoError(t, s.restore(bytes.NewReader(buf.Bytes()), allGroups, allGroups))
 	require.NoError(t, s.fireEvent(MaxWatermark))
 	require.NoError(t, s.fireProcessing(MaxWatermark))
 	require.Equal(t, []firedTimer{{"x", 7, EventTime}, {"y", 9, ProcessingTime}}, rec.fired)
@@ -218,15 +218,15 @@ func TestTimersRestoreDamaged(t *testing.T) {
 	full := buf.Bytes()
 	for _, cut := range []int{3, len(timerFileMagic) + 1, len(timerFileMagic) + 3, len(full) / 2, len(full) - 1} {
 		r, _ := newTestTimers(t, allGroups)
-		err := r.restore(bytes.NewReader(full[:cut]), allGroups)
+		err := r.restore(bytes.NewReader(full[:cut]), allGroups, allGroups)
 		require.Error(t, err, "cut at %d of %d", cut, len(full))
 		require.ErrorContains(t, err, "timers:")
 	}
 	r, _ := newTestTimers(t, allGroups)
-	require.ErrorContains(t, r.restore(io.MultiReader(bytes.NewReader(full), bytes.NewReader([]byte{0})), allGroups), "after the last timer")
+	require.ErrorContains(t, r.restore(io.MultiReader(bytes.NewReader(full), bytes.NewReader([]byte{0})), allGroups, allGroups), "after the last timer")
 	bad := append([]byte(nil), full...)
 	bad[len(timerFileMagic)] = 9
-	require.ErrorContains(t, r.restore(bytes.NewReader(bad), allGroups), "version 9")
+	require.ErrorContains(t, r.restore(bytes.NewReader(bad), allGroups, allGroups), "version 9")
 }
 
 // Registering an existing timer allocates nothing, and firing a million
