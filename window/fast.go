@@ -29,7 +29,8 @@ import (
 // keyed state and coming back with its next record. SnapshotState, which the
 // runtime calls right before it captures keyed state, writes the changed
 // keys to keyed state and empties the cache, so every checkpoint holds the
-// windows exactly; so does a cache that outgrows maxCachedKeys.
+// windows exactly; so does a cache that outgrows maxCachedKeys. A cache that
+// misses more than it hits is turned off (see flush).
 type fastAgg[K comparable, In, Acc, Out any] struct {
 	cfg config
 	// the assigner's: windows of size starting at offset plus multiples of
@@ -52,11 +53,13 @@ type fastAgg[K comparable, In, Acc, Out any] struct {
 	cache     map[K]int32
 	cached    []keyWindows[K, Acc]
 	maxCached int
-	direct    keyWindows[K, Acc]
-	enc       keygroup.Encoder[K]
-	maxP      int
-	encBuf    [2][]byte // keys given to the backend in turn: each stays valid until the next is set
-	encI      int
+	// lookups in the cache since it was last emptied
+	hits, misses int64
+	direct       keyWindows[K, Acc]
+	enc          keygroup.Encoder[K]
+	maxP         int
+	encBuf       [2][]byte // keys given to the backend in turn: each stays valid until the next is set
+	encI         int
 }
 
 // keyWindows is one key's windows as the operator works on them.
@@ -206,8 +209,10 @@ func (o *fastAgg[K, In, Acc, Out]) windows(key K) (*keyWindows[K, Acc], error) {
 		return &o.direct, err
 	}
 	if i, ok := o.cache[key]; ok {
+		o.hits++
 		return &o.cached[i], nil
 	}
+	o.misses++
 	if len(o.cached) >= o.maxCached {
 		if err := o.flush(); err != nil {
 			return nil, err
@@ -215,8 +220,9 @@ func (o *fastAgg[K, In, Acc, Out]) windows(key K) (*keyWindows[K, Acc], error) {
 		o.setCurrentKey(key) // flush moved the backend to other keys
 	}
 	s, _, err := o.wins.Get()
-	if err != nil {
-		return nil, err
+	if err != nil || o.cache == nil { // the flush turned the cache off
+		o.direct.s = s
+		return &o.direct, err
 	}
 	o.cache[key] = int32(len(o.cached))
 	o.cached = append(o.cached, keyWindows[K, Acc]{s: s, key: key})
@@ -239,6 +245,12 @@ func (o *fastAgg[K, In, Acc, Out]) changed(kw *keyWindows[K, Acc]) error {
 // were cached, and empties the cache: the lists now belong to keyed state,
 // whose snapshots may share them, so the cache must read them again (as
 // copies) before changing them.
+//
+// A cache that missed more often than it hit since it was last emptied
+// costs more than it saves (a miss reads keyed state and the flush writes
+// it: more keys are live between checkpoints than the cache holds, or
+// checkpoints come too often for keys to be seen twice): flush then turns
+// it off, and the operator goes on with keyed state alone.
 func (o *fastAgg[K, In, Acc, Out]) flush() error {
 	for i := range o.cached {
 		kw := &o.cached[i]
@@ -259,6 +271,10 @@ func (o *fastAgg[K, In, Acc, Out]) flush() error {
 	clear(o.cache)
 	clear(o.cached)
 	o.cached = o.cached[:0]
+	if o.hits < o.misses {
+		o.cache, o.cached = nil, nil
+	}
+	o.hits, o.misses = 0, 0
 	return nil
 }
 

@@ -70,7 +70,9 @@ type LateRecords interface{ LateRecords() int64 }
 // window is created. For keys of plain types (strings, integers, bools, and
 // arrays and structs of them) it also keeps the windows of up to 65536 keys
 // in a Go map between checkpoints, and writes the changed ones to keyed
-// state when a checkpoint captures it (and when the map is full).
+// state when a checkpoint captures it (and when the map is full); a map
+// that misses more often than it hits (more live keys than it holds) is
+// turned off.
 //
 // A record without a timestamp fails the job (event time is required), and so
 // does one at dataflow.MaxWatermark. A timestamp of 0 is an ordinary time,
