@@ -62,8 +62,9 @@ const slotsVersion = 1
 var errSlots = errors.New("window: corrupt window state")
 
 // slotsCodec encodes a key's windows: a version byte, the count, and per
-// window its start and end (varints) and its accumulator (a 4-byte length,
-// then acc's encoding).
+// window its start (a varint), its length End-Start (a uvarint, wrapping
+// around for windows longer than the int64 range, such as GlobalWindow) and
+// its accumulator (a uvarint length, then acc's encoding).
 type slotsCodec[Acc any] struct{ acc state.Codec[Acc] }
 
 func (c slotsCodec[Acc]) Append(dst []byte, s []slot[Acc]) ([]byte, error) {
@@ -72,13 +73,24 @@ func (c slotsCodec[Acc]) Append(dst []byte, s []slot[Acc]) ([]byte, error) {
 	var err error
 	for _, x := range s {
 		dst = binary.AppendVarint(dst, int64(x.win.Start))
-		dst = binary.AppendVarint(dst, int64(x.win.End))
+		dst = binary.AppendUvarint(dst, uint64(x.win.End)-uint64(x.win.Start))
+		// One byte for the length, which most accumulators fit; a longer
+		// length moves the accumulator up.
 		at := len(dst)
-		dst = append(dst, 0, 0, 0, 0)
+		dst = append(dst, 0)
 		if dst, err = c.acc.Append(dst, x.acc); err != nil {
 			return dst, fmt.Errorf("accumulator of window %v: %w", x.win, err)
 		}
-		binary.BigEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
+		n := uint64(len(dst) - at - 1)
+		if n < 0x80 {
+			dst[at] = byte(n)
+			continue
+		}
+		var lb [binary.MaxVarintLen64]byte
+		k := binary.PutUvarint(lb[:], n)
+		dst = append(dst, lb[:k-1]...)
+		copy(dst[at+k:], dst[at+1:len(dst)-(k-1)])
+		copy(dst[at:], lb[:k])
 	}
 	return dst, nil
 }
@@ -99,24 +111,22 @@ func (c slotsCodec[Acc]) Decode(b []byte) ([]slot[Acc], error) {
 		if k1 <= 0 {
 			return nil, fmt.Errorf("%w: window %d: bad start", errSlots, i)
 		}
-		end, k2 := binary.Varint(b[k1:])
+		length, k2 := binary.Uvarint(b[k1:])
 		if k2 <= 0 {
-			return nil, fmt.Errorf("%w: window %d: bad end", errSlots, i)
+			return nil, fmt.Errorf("%w: window %d: bad length", errSlots, i)
 		}
 		b = b[k1+k2:]
-		if len(b) < 4 {
-			return nil, fmt.Errorf("%w: window %d: truncated", errSlots, i)
-		}
-		sz := int(binary.BigEndian.Uint32(b))
-		if sz > len(b)-4 {
+		sz, k3 := binary.Uvarint(b)
+		if k3 <= 0 || sz > uint64(len(b)-k3) {
 			return nil, fmt.Errorf("%w: window %d: truncated accumulator", errSlots, i)
 		}
-		acc, err := c.acc.Decode(b[4 : 4+sz])
+		acc, err := c.acc.Decode(b[k3 : k3+int(sz)])
 		if err != nil {
 			return nil, fmt.Errorf("%w: window %d: accumulator: %v", errSlots, i, err)
 		}
-		s[i] = slot[Acc]{win: Window{Start: dataflow.Timestamp(start), End: dataflow.Timestamp(end)}, acc: acc}
-		b = b[4+sz:]
+		w := Window{Start: dataflow.Timestamp(start), End: dataflow.Timestamp(uint64(start) + length)}
+		s[i] = slot[Acc]{win: w, acc: acc}
+		b = b[k3+int(sz):]
 	}
 	if len(b) != 0 {
 		return nil, fmt.Errorf("%w: %d bytes after the last window", errSlots, len(b))

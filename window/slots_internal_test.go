@@ -1,6 +1,7 @@
 package window
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -12,8 +13,16 @@ import (
 
 func TestSlotsCodecRoundTrips(t *testing.T) {
 	c := slotsCodec[CountsAcc[string]]{acc: state.Msgpack[CountsAcc[string]]()}
+	counts := func(n int) CountsAcc[string] {
+		acc := CountsAcc[string]{Counts: map[string]int64{}}
+		for i := range n {
+			acc.Counts[fmt.Sprint("key-", i)] = int64(i)
+		}
+		return acc
+	}
 	in := []slot[CountsAcc[string]]{
-		{win: Window{Start: dataflow.MinWatermark, End: -5}, acc: CountsAcc[string]{Counts: map[string]int64{"a": 1}}},
+		{win: GlobalWindow, acc: CountsAcc[string]{Counts: map[string]int64{"a": 1}}},
+		{win: Window{Start: dataflow.MinWatermark, End: -5}, acc: counts(20)}, // a 2-byte length
 		{win: Window{Start: 0, End: 10}},
 		{win: Window{Start: 10, End: dataflow.MaxWatermark}, acc: CountsAcc[string]{Counts: map[string]int64{"b": 2, "c": math.MaxInt64}}},
 	}
@@ -23,6 +32,14 @@ func TestSlotsCodecRoundTrips(t *testing.T) {
 	out, err := c.Decode(b[6:])
 	require.NoError(t, err)
 	require.Equal(t, in, out)
+
+	// A 3-byte length.
+	big := []slot[CountsAcc[string]]{{win: Window{Start: 1, End: 2}, acc: counts(2000)}, {win: Window{Start: 3, End: 4}}}
+	b2, err := c.Append(nil, big)
+	require.NoError(t, err)
+	out, err = c.Decode(b2)
+	require.NoError(t, err)
+	require.Equal(t, big, out)
 
 	empty, err := c.Append(nil, nil)
 	require.NoError(t, err)
