@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicedata/sluice/internal/keygroup"
@@ -112,9 +113,13 @@ type core struct {
 	states map[string]tableAny
 	order  []tableAny
 
-	// epoch advances at every snapshot; an entry whose ver is older may be
-	// referenced by a captured snapshot and is copied before it is changed.
+	// epoch advances at every snapshot. An entry whose ver is at or before
+	// pinEpoch, the epoch the last snapshot captured, may be referenced by a
+	// snapshot not written yet (pins counts them) and is copied before it is
+	// changed (frozen). Once every snapshot is written, entries change in place.
 	epoch    uint32
+	pinEpoch uint32
+	pins     atomic.Int32
 	tracking bool // changed keys are tracked (a base exists and the next snapshot may be a delta)
 	haveBase bool
 	lastID   int64
@@ -155,6 +160,11 @@ func newCore(cfg Config) (*core, error) {
 }
 
 func (c *core) base() *core { return c }
+
+// frozen reports whether an entry of epoch ver may be read by a snapshot
+// being written. The writer's release (pins) happens before the owner sees
+// the count drop, so the owner's changes come after the writer's reads.
+func (c *core) frozen(ver uint32) bool { return ver <= c.pinEpoch && c.pins.Load() > 0 }
 
 // stopTracking drops the changed-key sets; the next snapshot is a full base.
 func (c *core) stopTracking() {

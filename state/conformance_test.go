@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -1226,4 +1227,61 @@ func TestHeapBaseWhenDeltasOutgrowState(t *testing.T) {
 	require.True(t, full(4), "110 changes in the deltas, 100 keys: a base")
 	touch(ks[:10], 4)
 	require.False(t, full(5), "deltas count again from the base")
+}
+
+// Entries are copied before a change only while a snapshot that may read them
+// is not written yet: once it is, they change in place again (the heap, where
+// allocations can be counted: Badger allocates in the background).
+func TestWrittenSnapshotReleasesEntries(t *testing.T) {
+	clk := newClock()
+	b := backends[0].open(t, cfgFor(0, 1, clk))
+	pts := must(state.NewValue[[]point](b, "points"))(t)
+	setKey(b, "k")
+	require.NoError(t, pts.Update([]point{{X: 1}}))
+	bump := func() {
+		v, _ := get(pts.Get())(t)
+		v[0].X++
+		require.NoError(t, pts.Update(v))
+	}
+	capture := func(id int64) (*state.Snapshot, int64) {
+		v, _ := get(pts.Get())(t) // (a read after the capture may copy)
+		s := must(b.Snapshot(id, state.SnapshotOptions{Full: true}))(t)
+		t.Cleanup(s.Discard) // a no-op once written
+		return s, v[0].X
+	}
+	written := func(s *state.Snapshot) int64 {
+		var buf bytes.Buffer
+		_, err := s.Write(context.Background(), &buf)
+		require.NoError(t, err)
+		r := backends[0].open(t, cfgFor(0, 1, clk))
+		rp := must(state.NewValue[[]point](r, "points"))(t)
+		require.NoError(t, r.Restore(context.Background(), chain(buf.Bytes())))
+		setKey(r, "k")
+		v, _ := get(rp.Get())(t)
+		setKey(b, "k")
+		return v[0].X
+	}
+	// allocs counts the allocations of one call (AllocsPerRun would call f
+	// once first, unmeasured).
+	allocs := func(f func()) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		f()
+		runtime.ReadMemStats(&after)
+		return after.Mallocs - before.Mallocs
+	}
+	bump() // the change list has room
+	s, x := capture(1)
+	require.NotZero(t, allocs(bump), "a change while the snapshot is pending copies")
+	require.Equal(t, x, written(s), "the pending snapshot kept its value")
+	s, _ = capture(2)
+	_ = written(s)
+	require.Zero(t, allocs(bump), "after the snapshot is written, the first change is in place")
+	s, x = capture(3)
+	bump()
+	bump()
+	require.Equal(t, x, written(s), "a new snapshot froze the entry again")
+	s, _ = capture(4)
+	s.Discard()
+	require.Zero(t, allocs(bump), "a discarded snapshot releases it too")
 }

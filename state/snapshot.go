@@ -162,6 +162,7 @@ func (c *core) Snapshot(checkpointID int64, opts SnapshotOptions) (*Snapshot, er
 	for _, t := range c.order {
 		t.endEpoch(true)
 	}
+	c.pinEpoch = c.epoch
 	c.epoch++
 	c.tracking, c.haveBase, c.lastID, c.changedCount = true, true, checkpointID, 0
 	if full {
@@ -170,7 +171,11 @@ func (c *core) Snapshot(checkpointID int64, opts SnapshotOptions) (*Snapshot, er
 		c.count, c.chainChanges = c.count+1, chain
 	}
 	c.inflight.Add(1)
-	s.done = c.inflight.Done
+	c.pins.Add(1)
+	s.done = func() {
+		c.pins.Add(-1)
+		c.inflight.Done()
+	}
 	return s, nil
 }
 

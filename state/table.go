@@ -35,8 +35,8 @@ func (k kind) String() string {
 }
 
 // entry is one key's value of one state. Fields a snapshot reads (key, kg, v,
-// ts, absent) never change once a snapshot may reference the entry (ver older
-// than the backend's epoch): the owner copies it first. A copy (ops.clone) is
+// ts, absent) never change while a snapshot not yet written may reference the
+// entry (core.frozen): the owner copies it first. A copy (ops.clone) is
 // deep for values holding references, so an entry of the current epoch shares
 // nothing changeable with older entries: its value may be changed in place,
 // by the backend or by a caller that read it (table.readOwned). dirty, chg
@@ -215,7 +215,7 @@ func (t *table[S]) read() (*entry[S], error) {
 // The copy is not a change: the key is not marked changed or dirty.
 func (t *table[S]) readOwned() (*entry[S], error) {
 	e, err := t.read()
-	if t.deep && e != nil && e.ver != t.c.epoch {
+	if t.deep && e != nil && t.c.frozen(e.ver) {
 		e = t.copyEntry(e, true)
 	}
 	return e, err
@@ -245,7 +245,7 @@ func (t *table[S]) writable(e *entry[S]) *entry[S] { return t.writableKeep(e, tr
 // writableKeep is writable; keep=false skips copying a value the caller replaces.
 func (t *table[S]) writableKeep(e *entry[S], keep bool) *entry[S] {
 	c := t.c
-	if e.ver != c.epoch {
+	if c.frozen(e.ver) {
 		e = t.copyEntry(e, keep)
 	}
 	if e.chg != c.epoch {
