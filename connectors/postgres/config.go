@@ -3,6 +3,7 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"github.com/sluicedata/sluice/connectors/retry"
 	"log/slog"
 	"strings"
 	"time"
@@ -101,37 +102,12 @@ type Config[T any] struct {
 
 // RetryPolicy retries an operation after a transient error (a dropped
 // connection, a server restarting or refusing connections for now, a
-// serialization failure or deadlock) with exponential backoff. Zero fields
-// take the values of DefaultRetryPolicy.
-type RetryPolicy struct {
-	// MaxAttempts is the number of tries, the first included. 1 disables retries.
-	MaxAttempts int
-	// InitialBackoff is the wait after the first failure; it doubles after each
-	// further one.
-	InitialBackoff time.Duration
-	// MaxBackoff caps the wait between two tries.
-	MaxBackoff time.Duration
-}
+// serialization failure or deadlock) with exponential backoff.
+type RetryPolicy = retry.Policy
 
-// DefaultRetryPolicy returns 10 attempts with backoff from 100ms doubling up
-// to 5s: about 25 seconds in all, long enough for a server restart.
-func DefaultRetryPolicy() RetryPolicy {
-	return RetryPolicy{MaxAttempts: 10, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second}
-}
-
-func (p RetryPolicy) withDefaults() RetryPolicy {
-	d := DefaultRetryPolicy()
-	if p.MaxAttempts == 0 {
-		p.MaxAttempts = d.MaxAttempts
-	}
-	if p.InitialBackoff == 0 {
-		p.InitialBackoff = d.InitialBackoff
-	}
-	if p.MaxBackoff == 0 {
-		p.MaxBackoff = d.MaxBackoff
-	}
-	return p
-}
+// DefaultRetryPolicy returns retry.Default: 10 attempts with backoff from
+// 100ms doubling up to 5s, long enough for a server restart.
+func DefaultRetryPolicy() RetryPolicy { return retry.Default() }
 
 func (c Config[T]) withDefaults() Config[T] {
 	if c.BatchSize == 0 {
@@ -143,7 +119,7 @@ func (c Config[T]) withDefaults() Config[T] {
 	if c.MarkerTable == "" {
 		c.MarkerTable = DefaultMarkerTable
 	}
-	c.Retry = c.Retry.withDefaults()
+	c.Retry = c.Retry.WithDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -124,7 +124,7 @@ func (c BulkConfig[T]) withDefaults() BulkConfig[T] {
 	} else if c.MaxEpochBytes < 0 {
 		c.MaxEpochBytes = math.MaxInt
 	}
-	c.Retry = c.Retry.withDefaults()
+	c.Retry = c.Retry.WithDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -185,7 +185,7 @@ func (c BulkConfig[T]) parse() ([]*url.URL, error) {
 	if c.MaxBatchBytes < 1 {
 		return nil, fmt.Errorf("MaxBatchBytes %d must be positive", c.MaxBatchBytes)
 	}
-	if err := c.Retry.validate(); err != nil {
+	if err := c.Retry.Validate(); err != nil {
 		return nil, err
 	}
 	return urls, nil

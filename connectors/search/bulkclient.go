@@ -132,7 +132,7 @@ func isCertificateError(err error) bool {
 
 // wait sleeps before retry attempt+1, or returns ctx's error.
 func (c *bulkClient) wait(ctx context.Context, attempt int) error {
-	t := time.NewTimer(c.cfg.retry.backoff(attempt))
+	t := time.NewTimer(c.cfg.retry.Backoff(attempt))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

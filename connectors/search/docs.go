@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sluicedata/sluice/connectors/retry"
 	"reflect"
-	"time"
 	"unicode/utf8"
 )
 
@@ -18,51 +18,11 @@ const DefaultMaxEpochBytes = 256 << 20
 
 // RetryPolicy retries an operation after a transient failure with
 // exponential backoff. Zero fields take the values of DefaultRetryPolicy.
-type RetryPolicy struct {
-	// MaxAttempts is the number of tries, the first included. 1 disables retries.
-	MaxAttempts int
-	// InitialBackoff is the wait after the first failure; it doubles after
-	// each further one.
-	InitialBackoff time.Duration
-	// MaxBackoff caps the wait between two tries.
-	MaxBackoff time.Duration
-}
+type RetryPolicy = retry.Policy
 
-// DefaultRetryPolicy returns 10 attempts with backoff from 100ms doubling up
-// to 5s: about 25 seconds in all, long enough for a node restart.
-func DefaultRetryPolicy() RetryPolicy {
-	return RetryPolicy{MaxAttempts: 10, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second}
-}
-
-func (p RetryPolicy) withDefaults() RetryPolicy {
-	d := DefaultRetryPolicy()
-	if p.MaxAttempts == 0 {
-		p.MaxAttempts = d.MaxAttempts
-	}
-	if p.InitialBackoff == 0 {
-		p.InitialBackoff = d.InitialBackoff
-	}
-	if p.MaxBackoff == 0 {
-		p.MaxBackoff = d.MaxBackoff
-	}
-	return p
-}
-
-func (p RetryPolicy) validate() error {
-	if p.MaxAttempts < 1 || p.InitialBackoff < 0 || p.MaxBackoff < 0 {
-		return fmt.Errorf("retry policy %+v: attempts must be at least 1 and backoffs not negative", p)
-	}
-	return nil
-}
-
-// backoff is the wait after the attempt-th failure (1-based).
-func (p RetryPolicy) backoff(attempt int) time.Duration {
-	d := p.InitialBackoff
-	for i := 1; i < attempt && d < p.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, p.MaxBackoff)
-}
+// DefaultRetryPolicy returns retry.Default: 10 attempts with backoff from
+// 100ms doubling up to 5s, long enough for a node restart.
+func DefaultRetryPolicy() RetryPolicy { return retry.Default() }
 
 // Doc is one document of an epoch, as checkpoints record it: the record
 // encoded as a JSON object, with its id and, for the bulk sink, its index

@@ -113,7 +113,7 @@ func TestRetryBackoff(t *testing.T) {
 	p := RetryPolicy{MaxAttempts: 10, InitialBackoff: 100e6, MaxBackoff: 1e9}
 	var got []int64
 	for a := 1; a <= 6; a++ {
-		got = append(got, int64(p.backoff(a)/1e6))
+		got = append(got, int64(p.Backoff(a)/1e6))
 	}
 	require.Equal(t, []int64{100, 200, 400, 800, 1000, 1000}, got)
 }
