@@ -3,10 +3,11 @@ package postgres
 import (
 	"errors"
 	"fmt"
-	"github.com/sluicedata/sluice/connectors/retry"
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/sluicedata/sluice/connectors/retry"
 )
 
 // Errors returned by the sink, wrapped with the sink, the table and, where

@@ -7,9 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/sluicedata/sluice/connectors/retry"
 	"reflect"
 	"unicode/utf8"
+
+	"github.com/sluicedata/sluice/connectors/retry"
 )
 
 // DefaultMaxEpochBytes bounds the encoded documents of one checkpoint epoch
