@@ -115,7 +115,20 @@ type timerQueue[K comparable] struct {
 	// firing holds the times being fired, the one firing now last: a timer
 	// registered for an earlier time while a time fires goes first.
 	firing []*firingTime[K]
+	// spare is the order of a fired time, kept for the next one to fire.
+	spare []timerItem[K]
+	// scratch is sortTimerItems's buffer.
+	scratch []timerItem[K]
+	// lastFired is the number of timers of the last time fired, up to
+	// maxPresizedTimers: the size a new time's bucket starts with.
+	lastFired int
 }
+
+// maxPresizedTimers bounds the size a new bucket starts with.
+const maxPresizedTimers = 1 << 16
+
+// maxSpareTimers bounds the timers whose order a queue keeps for reuse.
+const maxSpareTimers = 1 << 20
 
 type timeHeap []Timestamp
 
@@ -159,15 +172,35 @@ func (f *firingTime[K]) pending(enc string) bool {
 	return f.pos == 0 || enc > f.order[f.pos-1].enc
 }
 
-func newFiring[K comparable](b *timerBucket[K]) *firingTime[K] {
-	f := &firingTime[K]{t: b.t, m: b.m, order: make([]timerItem[K], 0, len(b.m))}
+// newFiring takes b out to fire: its timers in the order of their encoded
+// keys. buf, if it has room, holds the order (the queue reuses the slices of
+// fired times).
+func newFiring[K comparable](b *timerBucket[K], buf []timerItem[K], scratch *[]timerItem[K]) *firingTime[K] {
+	if cap(buf) < len(b.m) {
+		buf = make([]timerItem[K], 0, len(b.m))
+	}
+	f := &firingTime[K]{t: b.t, m: b.m, order: buf[:0]}
 	for enc, v := range b.m {
 		var p [8]byte
 		copy(p[:], enc)
 		f.order = append(f.order, timerItem[K]{p: binary.BigEndian.Uint64(p[:]), enc: enc, v: v})
 	}
-	// Bytewise order of the encoded keys: the prefixes order them unless equal.
-	slices.SortFunc(f.order, func(a, b timerItem[K]) int {
+	sortTimerItems(f.order, scratch)
+	return f
+}
+
+// radixSortMin is the number of timers from which sortTimerItems sorts the
+// prefixes by radix: below it a comparison sort is as fast.
+const radixSortMin = 256
+
+// sortTimerItems sorts items into the bytewise order of their encoded keys.
+// The 8-byte prefixes order them unless equal: many timers of one time (a
+// tumbling window gives every key the same end) are sorted by radix on the
+// prefix, skipping the bytes that all prefixes share (the high bytes of
+// small integer keys), then runs of equal prefixes by the whole key.
+// scratch holds a buffer it reuses.
+func sortTimerItems[K comparable](items []timerItem[K], scratch *[]timerItem[K]) {
+	cmp := func(a, b timerItem[K]) int {
 		if a.p != b.p {
 			if a.p < b.p {
 				return -1
@@ -175,8 +208,56 @@ func newFiring[K comparable](b *timerBucket[K]) *firingTime[K] {
 			return 1
 		}
 		return strings.Compare(a.enc, b.enc)
-	})
-	return f
+	}
+	if len(items) < radixSortMin {
+		slices.SortFunc(items, cmp)
+		return
+	}
+	var counts [8][256]int
+	for i := range items {
+		p := items[i].p
+		for d := range 8 {
+			counts[d][byte(p>>(8*d))]++
+		}
+	}
+	if cap(*scratch) < len(items) {
+		*scratch = make([]timerItem[K], len(items))
+	}
+	src, dst := items, (*scratch)[:len(items)]
+	for d := range 8 {
+		c := &counts[d]
+		if c[byte(src[0].p>>(8*d))] == len(src) {
+			continue // every prefix has this byte
+		}
+		at := 0
+		for i := range c {
+			at, c[i] = at+c[i], at
+		}
+		for i := range src {
+			b := byte(src[i].p >> (8 * d))
+			dst[c[b]] = src[i]
+			c[b]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &items[0] {
+		copy(items, src)
+	}
+	clear(dst) // drop the references to the keys
+	if cap(*scratch) > maxSpareTimers {
+		*scratch = nil
+	}
+	// Equal prefixes: order by the whole key.
+	for i := 0; i < len(items); {
+		j := i + 1
+		for j < len(items) && items[j].p == items[i].p {
+			j++
+		}
+		if j-i > 1 {
+			slices.SortFunc(items[i:j], cmp)
+		}
+		i = j
+	}
 }
 
 // firingAt returns the time being fired at t, if any.
@@ -234,7 +315,9 @@ func (q *timerQueue[K]) add(t Timestamp, enc []byte, key K, kg int) {
 		if q.byTime == nil {
 			q.byTime = map[Timestamp]*timerBucket[K]{}
 		}
-		b = &timerBucket[K]{t: t, m: map[string]timerVal[K]{}, ver: q.epoch}
+		// Sized as the last time that fired: a tumbling window gives every
+		// key a timer at its end, and growing a map is most of the cost.
+		b = &timerBucket[K]{t: t, m: make(map[string]timerVal[K], q.lastFired), ver: q.epoch}
 		q.byTime[t] = b
 		heap.Push(&q.times, t)
 	}
@@ -282,10 +365,18 @@ func (q *timerQueue[K]) peek() *timerBucket[K] {
 type keyedTimers[K comparable] struct {
 	event, proc timerQueue[K]
 	wm          Timestamp
-	// the current key, set before every record and timer
-	key K
-	enc []byte
-	kg  int
+	// the current key, set before every record and timer. Before a record
+	// only key is set: enc and kg are computed when first needed (resolved
+	// is false until then), by a timer call or by the backend, which is
+	// given resolveKey.
+	key      K
+	enc      []byte
+	kg       int
+	resolved bool
+	encode   keygroup.Encoder[K]
+	maxP     uint64
+	buf      []byte
+	resolveF func() (int, []byte) // resolveKey, made once
 
 	backend state.Backend
 	handler TimerHandler[K] // nil if the operator has none
@@ -303,8 +394,31 @@ func (s *keyedTimers[K]) keyCodec() state.Codec[K] {
 }
 
 func (s *keyedTimers[K]) setCurrent(key K, enc []byte, kg int) {
-	s.key, s.enc, s.kg = key, enc, kg
+	s.key, s.enc, s.kg, s.resolved = key, enc, kg, true
 	s.backend.SetCurrentKey(kg, enc)
+}
+
+// setRecordKey makes key, of the record about to be processed, current; its
+// encoding and key group are computed only if the operator registers a
+// timer or reads keyed state for it.
+func (s *keyedTimers[K]) setRecordKey(key K) {
+	s.key, s.resolved = key, false
+	if s.resolveF == nil {
+		s.resolveF = s.resolveKey
+	}
+	s.backend.SetCurrentKeyFunc(s.resolveF)
+}
+
+// resolveKey computes the current key's encoding and key group.
+func (s *keyedTimers[K]) resolveKey() (int, []byte) {
+	if !s.resolved {
+		if s.encode == nil {
+			s.encode = keygroup.EncoderFor[K]()
+		}
+		s.buf = s.encode(s.buf[:0], s.key)
+		s.enc, s.kg, s.resolved = s.buf, int(keygroup.Hash(s.buf)%s.maxP), true
+	}
+	return s.kg, s.enc
 }
 
 func (s *keyedTimers[K]) CurrentWatermark() Timestamp { return s.wm }
@@ -313,13 +427,21 @@ func (s *keyedTimers[K]) CurrentProcessingTime() Timestamp {
 }
 
 func (s *keyedTimers[K]) RegisterEventTimeTimer(t Timestamp) {
+	s.resolveKey()
 	s.event.add(t, s.enc, s.key, s.kg)
 }
 func (s *keyedTimers[K]) RegisterProcessingTimeTimer(t Timestamp) {
+	s.resolveKey()
 	s.proc.add(t, s.enc, s.key, s.kg)
 }
-func (s *keyedTimers[K]) DeleteEventTimeTimer(t Timestamp)      { s.event.remove(t, s.enc) }
-func (s *keyedTimers[K]) DeleteProcessingTimeTimer(t Timestamp) { s.proc.remove(t, s.enc) }
+func (s *keyedTimers[K]) DeleteEventTimeTimer(t Timestamp) {
+	s.resolveKey()
+	s.event.remove(t, s.enc)
+}
+func (s *keyedTimers[K]) DeleteProcessingTimeTimer(t Timestamp) {
+	s.resolveKey()
+	s.proc.remove(t, s.enc)
+}
 
 // fire runs every timer of q due at or before t, in order, including timers
 // registered while firing. A timer registered for an earlier time than the
@@ -337,7 +459,9 @@ func (s *keyedTimers[K]) fire(q *timerQueue[K], t Timestamp, domain TimeDomain) 
 				}
 				heap.Pop(&q.times)
 				delete(q.byTime, b.t)
-				q.firing = append(q.firing, newFiring(b))
+				q.firing = append(q.firing, newFiring(b, q.spare, &q.scratch))
+				q.lastFired = min(len(b.m), maxPresizedTimers)
+				q.spare = nil
 				continue
 			}
 		}
@@ -347,6 +471,10 @@ func (s *keyedTimers[K]) fire(q *timerQueue[K], t Timestamp, domain TimeDomain) 
 		if f.pos == len(f.order) {
 			q.firing[len(q.firing)-1] = nil
 			q.firing = q.firing[:len(q.firing)-1]
+			if cap(f.order) > cap(q.spare) && cap(f.order) <= maxSpareTimers {
+				clear(f.order) // drop the references to the keys
+				q.spare = f.order[:0]
+			}
 			continue
 		}
 		it := &f.order[f.pos]

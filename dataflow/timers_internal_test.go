@@ -3,8 +3,12 @@ package dataflow
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -257,3 +261,49 @@ func BenchmarkTimersTumbling(b *testing.B) {
 type timerFunc[K comparable] func(K, Timer) error
 
 func (f timerFunc[K]) OnTimer(k K, t Timer) error { return f(k, t) }
+
+// sortTimerItems orders many timers (radix on the prefixes, then runs of
+// equal prefixes) as a comparison of the whole encoded keys does.
+func TestSortTimerItemsMatchesComparisonSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 5, radixSortMin - 1, radixSortMin, 5000} {
+		for _, shape := range []string{"int", "short", "shared-prefix", "mixed"} {
+			var items []timerItem[int]
+			seen := map[string]bool{}
+			for len(items) < n {
+				var enc []byte
+				switch shape {
+				case "int":
+					enc = keygroup.EncoderFor[int64]()(nil, r.Int64N(1<<20)-1<<19)
+				case "short":
+					enc = make([]byte, r.IntN(4))
+					for i := range enc {
+						enc[i] = byte(r.IntN(3))
+					}
+				case "shared-prefix":
+					enc = append([]byte("video-00"), fmt.Sprint(r.IntN(100_000))...)
+				case "mixed":
+					enc = make([]byte, r.IntN(12))
+					for i := range enc {
+						enc[i] = byte(r.IntN(256))
+					}
+				}
+				if seen[string(enc)] {
+					if shape == "short" && len(seen) >= 40 {
+						break // every short key is taken
+					}
+					continue
+				}
+				seen[string(enc)] = true
+				var p [8]byte
+				copy(p[:], enc)
+				items = append(items, timerItem[int]{p: binary.BigEndian.Uint64(p[:]), enc: string(enc), v: timerVal[int]{key: len(items)}})
+			}
+			want := slices.Clone(items)
+			slices.SortFunc(want, func(a, b timerItem[int]) int { return strings.Compare(a.enc, b.enc) })
+			var scratch []timerItem[int]
+			sortTimerItems(items, &scratch)
+			require.Equal(t, want, items, "%d %s keys", n, shape)
+		}
+	}
+}
