@@ -173,19 +173,12 @@ func AddKeyedOperator[K comparable, In, Out any](in KeyedStream[K, In], name str
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("state backend: %w", err)
 			}
-			kt := &keyedTimers[K]{backend: be, wm: MinWatermark, clock: clock}
+			kt := &keyedTimers[K]{backend: be, wm: MinWatermark, clock: clock, maxP: uint64(oc.MaxParallelism)}
 			if h, ok := op.(TimerHandler[K]); ok {
 				kt.handler = h
 			}
 			oc.timers = kt
-			enc := keygroup.EncoderFor[K]()
-			maxP := uint64(oc.MaxParallelism)
-			var buf []byte
-			return func(v In) {
-				k := key(v)
-				buf = enc(buf[:0], k)
-				kt.setCurrent(k, buf, int(keygroup.Hash(buf)%maxP))
-			}, be, kt, nil
+			return func(v In) { kt.setRecordKey(key(v)) }, be, kt, nil
 		}
 		return l, l, nil
 	}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -72,6 +73,15 @@ type Backend interface {
 	// the next call. The caller may reuse key's buffer after the next call (the
 	// backend copies a key when it stores it), not before.
 	SetCurrentKey(keyGroup int, key []byte)
+	// SetCurrentKeyFunc is SetCurrentKey for a key that is computed only if
+	// it is needed: the first handle used before the next SetCurrentKey or
+	// SetCurrentKeyFunc calls key, once, and the backend then behaves as
+	// after SetCurrentKey of what it returned. A runtime that sets the key of
+	// every record lets an operator that reads keyed state for few of them
+	// skip encoding and hashing the others' keys. key is called on the
+	// backend's goroutine; pass the same function each time (a method value
+	// made once), so that the call allocates nothing.
+	SetCurrentKeyFunc(key func() (keyGroup int, key []byte))
 	// Snapshot captures the state synchronously and cheaply (copy-on-write);
 	// the returned Snapshot is written later, possibly on another goroutine,
 	// while the backend keeps changing. The snapshot is a full base or a delta
@@ -107,7 +117,8 @@ type core struct {
 	key       []byte
 	kg        uint16
 	keyErr    error
-	keySeq    uint64 // bumped on every SetCurrentKey and cache eviction; handles cache lookups per seq
+	keyFunc   func() (int, []byte) // the pending key of SetCurrentKeyFunc, when keyErr is errKeyPending
+	keySeq    uint64               // bumped on every SetCurrentKey and cache eviction; handles cache lookups per seq
 	used      bool
 
 	states map[string]tableAny
@@ -186,6 +197,28 @@ func (c *core) SetCurrentKey(keyGroup int, key []byte) {
 		c.keyErr = ErrClosed
 	} else {
 		c.keyErr = nil
+	}
+}
+
+// errKeyPending is keyErr while the key of SetCurrentKeyFunc is not computed.
+var errKeyPending = errors.New("state: current key not computed yet")
+
+func (c *core) SetCurrentKeyFunc(key func() (int, []byte)) {
+	c.keyFunc = key
+	c.keySeq++
+	c.used = true
+	c.keyErr = errKeyPending
+	if c.closed {
+		c.keyErr = ErrClosed
+	}
+}
+
+// resolveKey computes the key of SetCurrentKeyFunc, if it is pending.
+func (c *core) resolveKey() {
+	if c.keyErr == errKeyPending {
+		kg, key := c.keyFunc()
+		c.keyFunc = nil
+		c.SetCurrentKey(kg, key)
 	}
 }
 

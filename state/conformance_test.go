@@ -1285,3 +1285,57 @@ func TestWrittenSnapshotReleasesEntries(t *testing.T) {
 	s.Discard()
 	require.Zero(t, allocs(bump), "a discarded snapshot releases it too")
 }
+
+// SetCurrentKeyFunc defers computing the key to the first handle used, calls
+// the function once however many handles are used, and never for a key no
+// handle reads; the result is as after SetCurrentKey.
+func TestSetCurrentKeyFunc(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backendKind) {
+		b := bk.open(t, cfgFor(0, 1, newClock()))
+		v := must(state.NewValue[string](b, "v"))(t)
+		l := must(state.NewList[int](b, "l"))(t)
+		calls := 0
+		var key string
+		buf := make([]byte, 0, 8)
+		keyFunc := func() (int, []byte) {
+			calls++
+			buf = append(buf[:0], key...) // one buffer, rewritten for every key
+			return kgOf(key), buf
+		}
+		set := func(k string) { key = k; b.SetCurrentKeyFunc(keyFunc) }
+
+		set("a")
+		set("b") // no handle used: never computed
+		require.Zero(t, calls)
+		require.NoError(t, v.Update("x"))
+		require.NoError(t, l.Add(1))
+		_, _ = get(v.Get())(t)
+		require.Equal(t, 1, calls, "computed once per key")
+
+		set("c")
+		require.NoError(t, v.Update("y"))
+		require.Equal(t, 2, calls)
+		setKey(b, "b")
+		s, ok := get(v.Get())(t)
+		require.True(t, ok)
+		require.Equal(t, "x", s, "the backend copied the key before the buffer was reused")
+		require.Equal(t, []int{1}, must(l.Get())(t))
+		set("c")
+		s, _ = get(v.Get())(t)
+		require.Equal(t, "y", s)
+		require.Equal(t, 3, calls)
+
+		// A key group the backend does not own fails at first use, as with
+		// SetCurrentKey.
+		b2 := bk.open(t, cfgFor(0, 2, newClock()))
+		v2 := must(state.NewValue[string](b2, "v"))(t)
+		var other string
+		for i := 0; ; i++ {
+			if other = fmt.Sprint("k", i); !keygroup.RangeFor(0, 2, maxPar).Contains(kgOf(other)) {
+				break
+			}
+		}
+		b2.SetCurrentKeyFunc(func() (int, []byte) { return kgOf(other), []byte(other) })
+		require.ErrorIs(t, v2.Update("z"), state.ErrKeyGroupOutOfRange)
+	})
+}

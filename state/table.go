@@ -164,6 +164,9 @@ func (t *table[S]) current() (*entry[S], error) {
 	if t.seq == c.keySeq {
 		return t.cur, nil
 	}
+	if c.keyErr == errKeyPending {
+		c.resolveKey()
+	}
 	if c.keyErr != nil {
 		if c.closed {
 			return nil, c.errf(t.name, ErrClosed)
