@@ -122,6 +122,10 @@ type timerQueue[K comparable] struct {
 	// lastFired is the number of timers of the last time fired, up to
 	// maxPresizedTimers: the size a new time's bucket starts with.
 	lastFired int
+	// spareMap is the emptied map of a fired time that no snapshot shares,
+	// for the next new bucket: a tumbling window's timers go to a map of
+	// the right size, already in the cache, and allocate nothing.
+	spareMap map[string]timerVal[K]
 }
 
 // maxPresizedTimers bounds the size a new bucket starts with.
@@ -150,6 +154,7 @@ func (h *timeHeap) Pop() any {
 type firingTime[K comparable] struct {
 	t       Timestamp
 	m       map[string]timerVal[K]
+	ver     uint32 // the bucket's
 	order   []timerItem[K]
 	pos     int
 	deleted map[string]struct{}
@@ -317,7 +322,13 @@ func (q *timerQueue[K]) add(t Timestamp, enc []byte, key K, kg int) {
 		}
 		// Sized as the last time that fired: a tumbling window gives every
 		// key a timer at its end, and growing a map is most of the cost.
-		b = &timerBucket[K]{t: t, m: make(map[string]timerVal[K], q.lastFired), ver: q.epoch}
+		m := q.spareMap
+		if m != nil {
+			q.spareMap = nil
+		} else {
+			m = make(map[string]timerVal[K], q.lastFired)
+		}
+		b = &timerBucket[K]{t: t, m: m, ver: q.epoch}
 		q.byTime[t] = b
 		heap.Push(&q.times, t)
 	}
@@ -460,6 +471,7 @@ func (s *keyedTimers[K]) fire(q *timerQueue[K], t Timestamp, domain TimeDomain) 
 				heap.Pop(&q.times)
 				delete(q.byTime, b.t)
 				q.firing = append(q.firing, newFiring(b, q.spare, &q.scratch))
+				q.firing[len(q.firing)-1].ver = b.ver
 				q.lastFired = min(len(b.m), maxPresizedTimers)
 				q.spare = nil
 				continue
@@ -474,6 +486,12 @@ func (s *keyedTimers[K]) fire(q *timerQueue[K], t Timestamp, domain TimeDomain) 
 			if cap(f.order) > cap(q.spare) && cap(f.order) <= maxSpareTimers {
 				clear(f.order) // drop the references to the keys
 				q.spare = f.order[:0]
+			}
+			// Snapshots are taken between calls of fire: if none was
+			// since the map was made, none shares it.
+			if f.ver == q.epoch && q.spareMap == nil && len(f.m) <= maxSpareTimers {
+				clear(f.m)
+				q.spareMap = f.m
 			}
 			continue
 		}

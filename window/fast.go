@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluicedata/sluice/dataflow"
 	"github.com/sluicedata/sluice/internal/keygroup"
+	"github.com/sluicedata/sluice/internal/keyindex"
 	"github.com/sluicedata/sluice/operators"
 	"github.com/sluicedata/sluice/state"
 )
@@ -24,7 +25,7 @@ import (
 // For keys whose Go equality is their encoding's (strings, integers, bools,
 // and arrays and plain structs of them; see cacheableKey), the key's windows
 // are kept between checkpoints in a write-back cache, a Go map by key: a
-// record costs one map lookup instead of a keyed-state read and write, and a
+// record costs one lookup (a keyindex.Index) instead of a keyed-state read and write, and a
 // key whose windows all fired keeps its (empty) entry instead of leaving
 // keyed state and coming back with its next record. SnapshotState, which the
 // runtime calls right before it captures keyed state, writes the changed
@@ -50,7 +51,7 @@ type fastAgg[K comparable, In, Acc, Out any] struct {
 	// cache is nil when keys are not cacheable: each record then reads and
 	// writes keyed state, through direct. Else cache indexes cached, which
 	// keeps the cached keys' windows side by side.
-	cache     map[K]int32
+	cache     *keyindex.Index[K]
 	cached    []keyWindows[K, Acc]
 	maxCached int
 	// lookups in the cache since it was last emptied
@@ -99,7 +100,7 @@ func (o *fastAgg[K, In, Acc, Out]) Open(_ context.Context, oc *dataflow.Operator
 		return err
 	}
 	if o.maxCached = maxCachedKeys; o.maxCached > 0 && cacheableKey(reflect.TypeFor[K]()) {
-		o.cache = map[K]int32{}
+		o.cache = new(keyindex.Index[K])
 		o.enc = keygroup.EncoderFor[K]()
 	}
 	if o.cfg.lateID != "" {
@@ -208,7 +209,7 @@ func (o *fastAgg[K, In, Acc, Out]) windows(key K) (*keyWindows[K, Acc], error) {
 		o.direct.s = s
 		return &o.direct, err
 	}
-	if i, ok := o.cache[key]; ok {
+	if i, ok := o.cache.Get(key); ok {
 		o.hits++
 		return &o.cached[i], nil
 	}
@@ -224,7 +225,7 @@ func (o *fastAgg[K, In, Acc, Out]) windows(key K) (*keyWindows[K, Acc], error) {
 		o.direct.s = s
 		return &o.direct, err
 	}
-	o.cache[key] = int32(len(o.cached))
+	o.cache.Put(key, int32(len(o.cached)))
 	o.cached = append(o.cached, keyWindows[K, Acc]{s: s, key: key})
 	return &o.cached[len(o.cached)-1], nil
 }
@@ -268,7 +269,10 @@ func (o *fastAgg[K, In, Acc, Out]) flush() error {
 			return fmt.Errorf("write window cache to keyed state: %w", err)
 		}
 	}
-	clear(o.cache)
+	if o.cache == nil {
+		return nil
+	}
+	o.cache.Clear()
 	clear(o.cached)
 	o.cached = o.cached[:0]
 	if o.hits < o.misses {
