@@ -173,10 +173,8 @@ func AddKeyedOperator[K comparable, In, Out any](in KeyedStream[K, In], name str
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("state backend: %w", err)
 			}
-			kt := &keyedTimers[K]{backend: be, wm: MinWatermark, clock: clock, maxP: uint64(oc.MaxParallelism)}
-			if h, ok := op.(TimerHandler[K]); ok {
-				kt.handler = h
-			}
+			h, _ := op.(TimerHandler[K])
+			kt := newKeyedTimers(be, h, clock, oc.MaxParallelism)
 			oc.timers = kt
 			return func(v In) { kt.setRecordKey(key(v)) }, be, kt, nil
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -89,10 +90,100 @@ type timerVal[K comparable] struct {
 	kg  uint16 // key groups are below keygroup.MaxMaxParallelism (1<<15)
 }
 
+// timerMap holds the timers of one time by encoded key. Keys whose
+// encodings are all 8 bytes (integers and floats, keygroup.FixedSize) are
+// kept in u by the encoding's big-endian value, the others in s: an integer
+// key's timer costs no string and hashes as one word.
+type timerMap[K comparable] struct {
+	s map[string]timerVal[K]
+	u map[uint64]timerVal[K]
+}
+
+func newTimerMap[K comparable](fixed bool, n int) timerMap[K] {
+	if fixed {
+		return timerMap[K]{u: make(map[uint64]timerVal[K], n)}
+	}
+	return timerMap[K]{s: make(map[string]timerVal[K], n)}
+}
+
+func (m timerMap[K]) len() int { return len(m.s) + len(m.u) }
+
+func (m timerMap[K]) get(enc []byte) (timerVal[K], bool) {
+	if m.u != nil {
+		v, ok := m.u[binary.BigEndian.Uint64(enc)]
+		return v, ok
+	}
+	v, ok := m.s[string(enc)]
+	return v, ok
+}
+
+func (m timerMap[K]) put(enc []byte, v timerVal[K]) {
+	if m.u != nil {
+		m.u[binary.BigEndian.Uint64(enc)] = v
+		return
+	}
+	m.s[string(enc)] = v
+}
+
+func (m timerMap[K]) del(enc []byte) {
+	if m.u != nil {
+		delete(m.u, binary.BigEndian.Uint64(enc))
+		return
+	}
+	delete(m.s, string(enc))
+}
+
+// all yields the timers unordered, each with its encoded key, valid until
+// the next.
+func (m timerMap[K]) all() iter.Seq2[[]byte, timerVal[K]] {
+	return func(yield func([]byte, timerVal[K]) bool) {
+		var b [8]byte
+		for p, v := range m.u {
+			binary.BigEndian.PutUint64(b[:], p)
+			if !yield(b[:], v) {
+				return
+			}
+		}
+		for enc, v := range m.s {
+			if !yield(unsafe.Slice(unsafe.StringData(enc), len(enc)), v) {
+				return
+			}
+		}
+	}
+}
+
+func (m timerMap[K]) clone() timerMap[K] {
+	return timerMap[K]{s: maps.Clone(m.s), u: maps.Clone(m.u)}
+}
+
+func (m timerMap[K]) clear() {
+	clear(m.s)
+	clear(m.u)
+}
+
+// items appends the timers to dst, unordered. Items of u have no enc: their
+// prefix is the whole encoding.
+func (m timerMap[K]) items(dst []timerItem[K]) []timerItem[K] {
+	for p, v := range m.u {
+		dst = append(dst, timerItem[K]{p: p, v: v})
+	}
+	for enc, v := range m.s {
+		dst = append(dst, timerItem[K]{p: prefix(enc), enc: enc, v: v})
+	}
+	return dst
+}
+
+// prefix is the first 8 bytes of enc, big-endian, zero-padded.
+func prefix(enc string) uint64 {
+	var p [8]byte
+	copy(p[:], enc)
+	return binary.BigEndian.Uint64(p[:])
+}
+
 // timerBucket holds the pending timers of one time, by encoded key.
 type timerBucket[K comparable] struct {
 	t Timestamp
-	m map[string]timerVal[K]
+	m timerMap[K]
 	// ver is the queue's epoch when m was made: a map of an older epoch may
 	// be read by a snapshot being written and is copied before it changes.
 	ver uint32
@@ -125,7 +216,9 @@ type timerQueue[K comparable] struct {
 	// spareMap is the emptied map of a fired time that no snapshot shares,
 	// for the next new bucket: a tumbling window's timers go to a map of
 	// the right size, already in the cache, and allocate nothing.
-	spareMap map[string]timerVal[K]
+	spareMap *timerMap[K]
+	// fixed: the keys' encodings are 8 bytes (see timerMap)
+	fixed bool
 }
 
 // maxPresizedTimers bounds the size a new bucket starts with.
@@ -153,7 +246,7 @@ func (h *timeHeap) Pop() any {
 // after it; those deleted meanwhile are skipped.
 type firingTime[K comparable] struct {
 	t       Timestamp
-	m       map[string]timerVal[K]
+	m       timerMap[K]
 	ver     uint32 // the bucket's
 	order   []timerItem[K]
 	pos     int
@@ -161,35 +254,56 @@ type firingTime[K comparable] struct {
 }
 
 type timerItem[K comparable] struct {
-	p   uint64 // the first 8 bytes of enc, big-endian: most comparisons need no more
-	enc string
+	p   uint64 // the first 8 bytes of the encoded key, big-endian: most comparisons need no more
+	enc string // the encoded key; empty in a map of fixed-size keys, whose p is the whole key
 	v   timerVal[K]
 }
 
+// itemOf is the item of the encoded key enc, without its value; its enc
+// is a view of enc, valid while enc is.
+func (m timerMap[K]) itemOf(enc []byte) timerItem[K] {
+	if m.u != nil {
+		return timerItem[K]{p: binary.BigEndian.Uint64(enc)}
+	}
+	e := unsafe.String(unsafe.SliceData(enc), len(enc))
+	return timerItem[K]{p: prefix(e), enc: e}
+}
+
+// cmpItems orders timer items by their encoded keys, bytewise.
+func cmpItems[K comparable](a, b timerItem[K]) int {
+	if a.p != b.p {
+		if a.p < b.p {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a.enc, b.enc)
+}
+
+// fired reports whether the timer of enc fired already.
+func (f *firingTime[K]) fired(enc []byte) bool {
+	return f.pos > 0 && cmpItems(f.m.itemOf(enc), f.order[f.pos-1]) <= 0
+}
+
 // pending reports whether the timer of enc, in f.m, has not fired yet.
-func (f *firingTime[K]) pending(enc string) bool {
-	if _, ok := f.m[enc]; !ok {
+func (f *firingTime[K]) pending(enc []byte) bool {
+	if _, ok := f.m.get(enc); !ok {
 		return false
 	}
-	if _, del := f.deleted[enc]; del {
+	if _, del := f.deleted[string(enc)]; del {
 		return false
 	}
-	return f.pos == 0 || enc > f.order[f.pos-1].enc
+	return !f.fired(enc)
 }
 
 // newFiring takes b out to fire: its timers in the order of their encoded
 // keys. buf, if it has room, holds the order (the queue reuses the slices of
 // fired times).
 func newFiring[K comparable](b *timerBucket[K], buf []timerItem[K], scratch *[]timerItem[K]) *firingTime[K] {
-	if cap(buf) < len(b.m) {
-		buf = make([]timerItem[K], 0, len(b.m))
+	if n := b.m.len(); cap(buf) < n {
+		buf = make([]timerItem[K], 0, n)
 	}
-	f := &firingTime[K]{t: b.t, m: b.m, order: buf[:0]}
-	for enc, v := range b.m {
-		var p [8]byte
-		copy(p[:], enc)
-		f.order = append(f.order, timerItem[K]{p: binary.BigEndian.Uint64(p[:]), enc: enc, v: v})
-	}
+	f := &firingTime[K]{t: b.t, m: b.m, order: b.m.items(buf[:0])}
 	sortTimerItems(f.order, scratch)
 	return f
 }
@@ -205,15 +319,7 @@ const radixSortMin = 256
 // small integer keys), then runs of equal prefixes by the whole key.
 // scratch holds a buffer it reuses.
 func sortTimerItems[K comparable](items []timerItem[K], scratch *[]timerItem[K]) {
-	cmp := func(a, b timerItem[K]) int {
-		if a.p != b.p {
-			if a.p < b.p {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.enc, b.enc)
-	}
+	cmp := cmpItems[K]
 	if len(items) < radixSortMin {
 		slices.SortFunc(items, cmp)
 		return
@@ -278,7 +384,7 @@ func (q *timerQueue[K]) firingAt(t Timestamp) *firingTime[K] {
 // own makes b's map safe to change: a copy if a snapshot may read it.
 func (q *timerQueue[K]) own(b *timerBucket[K]) {
 	if b.ver != q.epoch {
-		b.m = maps.Clone(b.m)
+		b.m = b.m.clone()
 		b.ver = q.epoch
 	}
 }
@@ -289,28 +395,37 @@ func (q *timerQueue[K]) reserve(t Timestamp, n int) {
 		if q.byTime == nil {
 			q.byTime = map[Timestamp]*timerBucket[K]{}
 		}
-		q.byTime[t] = &timerBucket[K]{t: t, m: make(map[string]timerVal[K], n), ver: q.epoch}
+		q.byTime[t] = &timerBucket[K]{t: t, m: newTimerMap[K](q.fixed, n), ver: q.epoch}
 		heap.Push(&q.times, t)
 	}
+}
+
+// checkEnc checks a restored encoded key: the keys of a fixed-size type
+// encode to 8 bytes.
+func (q *timerQueue[K]) checkEnc(enc []byte) error {
+	if q.fixed && len(enc) != 8 {
+		return fmt.Errorf("encoded key of %d bytes, keys of this operator encode to 8 (was the key type changed?)", len(enc))
+	}
+	return nil
 }
 
 // add registers a timer at t for the key (enc, key, kg) unless it exists.
 func (q *timerQueue[K]) add(t Timestamp, enc []byte, key K, kg int) {
 	b := q.byTime[t]
 	if b != nil {
-		if _, ok := b.m[string(enc)]; ok {
+		if _, ok := b.m.get(enc); ok {
 			return
 		}
 	}
 	if len(q.firing) > 0 {
 		if f := q.firingAt(t); f != nil {
-			if _, ok := f.m[string(enc)]; ok {
-				if _, del := f.deleted[string(enc)]; del && (f.pos == 0 || string(enc) > f.order[f.pos-1].enc) {
+			if _, ok := f.m.get(enc); ok {
+				if _, del := f.deleted[string(enc)]; del && !f.fired(enc) {
 					delete(f.deleted, string(enc)) // deleted, not fired: pending again
 					q.n++
 					return
 				}
-				if f.pending(string(enc)) {
+				if f.pending(enc) {
 					return
 				}
 			}
@@ -322,32 +437,32 @@ func (q *timerQueue[K]) add(t Timestamp, enc []byte, key K, kg int) {
 		}
 		// Sized as the last time that fired: a tumbling window gives every
 		// key a timer at its end, and growing a map is most of the cost.
-		m := q.spareMap
-		if m != nil {
-			q.spareMap = nil
+		var m timerMap[K]
+		if q.spareMap != nil {
+			m, q.spareMap = *q.spareMap, nil
 		} else {
-			m = make(map[string]timerVal[K], q.lastFired)
+			m = newTimerMap[K](q.fixed, q.lastFired)
 		}
 		b = &timerBucket[K]{t: t, m: m, ver: q.epoch}
 		q.byTime[t] = b
 		heap.Push(&q.times, t)
 	}
 	q.own(b)
-	b.m[string(enc)] = timerVal[K]{key: key, kg: uint16(kg)}
+	b.m.put(enc, timerVal[K]{key: key, kg: uint16(kg)})
 	q.n++
 }
 
 func (q *timerQueue[K]) remove(t Timestamp, enc []byte) {
 	if b := q.byTime[t]; b != nil {
-		if _, ok := b.m[string(enc)]; ok {
+		if _, ok := b.m.get(enc); ok {
 			q.own(b)
-			delete(b.m, string(enc))
+			b.m.del(enc)
 			q.n--
 			return
 		}
 	}
 	if len(q.firing) > 0 {
-		if f := q.firingAt(t); f != nil && f.pending(string(enc)) {
+		if f := q.firingAt(t); f != nil && f.pending(enc) {
 			if f.deleted == nil {
 				f.deleted = map[string]struct{}{}
 			}
@@ -362,7 +477,7 @@ func (q *timerQueue[K]) remove(t Timestamp, enc []byte) {
 func (q *timerQueue[K]) peek() *timerBucket[K] {
 	for len(q.times) > 0 {
 		b := q.byTime[q.times[0]]
-		if len(b.m) > 0 {
+		if b.m.len() > 0 {
 			return b
 		}
 		heap.Pop(&q.times)
@@ -388,11 +503,22 @@ type keyedTimers[K comparable] struct {
 	maxP     uint64
 	buf      []byte
 	resolveF func() (int, []byte) // resolveKey, made once
+	fixedBuf [2][8]byte           // see itemEnc
+	fixedI   int
 
 	backend state.Backend
 	handler TimerHandler[K] // nil if the operator has none
 	clock   func() time.Time
 	codec   state.Codec[K] // keys in snapshots; see keyCodec
+}
+
+// newKeyedTimers returns the timer service of a keyed operator subtask
+// with keys of type K.
+func newKeyedTimers[K comparable](backend state.Backend, handler TimerHandler[K], clock func() time.Time, maxParallelism int) *keyedTimers[K] {
+	s := &keyedTimers[K]{backend: backend, handler: handler, wm: MinWatermark, clock: clock, maxP: uint64(maxParallelism)}
+	fixed := keygroup.FixedSize[K]() == 8
+	s.event.fixed, s.proc.fixed = fixed, fixed
+	return s
 }
 
 // keyCodec encodes keys in snapshots (msgpack, without reflection for the
@@ -454,6 +580,20 @@ func (s *keyedTimers[K]) DeleteProcessingTimeTimer(t Timestamp) {
 	s.proc.remove(t, s.enc)
 }
 
+// itemEnc returns the encoded key of a timer about to fire. The backend
+// copies the key if it keeps it, and nothing writes to s.enc: a view of
+// the item's string saves a copy per timer. A fixed-size key is written to
+// the one of two buffers the backend's current key is not in.
+func (s *keyedTimers[K]) itemEnc(it *timerItem[K]) []byte {
+	if it.enc != "" || !s.event.fixed {
+		return unsafe.Slice(unsafe.StringData(it.enc), len(it.enc))
+	}
+	s.fixedI = 1 - s.fixedI
+	b := s.fixedBuf[s.fixedI][:]
+	binary.BigEndian.PutUint64(b, it.p)
+	return b
+}
+
 // fire runs every timer of q due at or before t, in order, including timers
 // registered while firing. A timer registered for an earlier time than the
 // one firing fires next.
@@ -472,7 +612,7 @@ func (s *keyedTimers[K]) fire(q *timerQueue[K], t Timestamp, domain TimeDomain) 
 				delete(q.byTime, b.t)
 				q.firing = append(q.firing, newFiring(b, q.spare, &q.scratch))
 				q.firing[len(q.firing)-1].ver = b.ver
-				q.lastFired = min(len(b.m), maxPresizedTimers)
+				q.lastFired = min(b.m.len(), maxPresizedTimers)
 				q.spare = nil
 				continue
 			}
@@ -489,23 +629,22 @@ func (s *keyedTimers[K]) fire(q *timerQueue[K], t Timestamp, domain TimeDomain) 
 			}
 			// Snapshots are taken between calls of fire: if none was
 			// since the map was made, none shares it.
-			if f.ver == q.epoch && q.spareMap == nil && len(f.m) <= maxSpareTimers {
-				clear(f.m)
-				q.spareMap = f.m
+			if f.ver == q.epoch && q.spareMap == nil && f.m.len() <= maxSpareTimers {
+				f.m.clear()
+				q.spareMap = &f.m
 			}
 			continue
 		}
 		it := &f.order[f.pos]
 		f.pos++
+		enc := s.itemEnc(it)
 		if len(f.deleted) > 0 {
-			if _, del := f.deleted[it.enc]; del {
+			if _, del := f.deleted[string(enc)]; del {
 				continue
 			}
 		}
 		q.n--
-		// The backend copies the key if it keeps it, and nothing writes to
-		// s.enc: a view of the string saves a copy per timer.
-		s.setCurrent(it.v.key, unsafe.Slice(unsafe.StringData(it.enc), len(it.enc)), int(it.v.kg))
+		s.setCurrent(it.v.key, enc, int(it.v.kg))
 		if err := s.handler.OnTimer(it.v.key, Timer{Time: f.t, Domain: domain}); err != nil {
 			return fmt.Errorf("%s timer at %v: %w", domain, f.t, err)
 		}
@@ -571,7 +710,7 @@ type timerRow[K comparable] struct {
 type timerGroup[K comparable] struct {
 	domain TimeDomain
 	t      Timestamp
-	m      map[string]timerVal[K]
+	m      timerMap[K]
 }
 
 type timerCapture[K comparable] struct {
@@ -592,7 +731,7 @@ func (s *keyedTimers[K]) snapshot() (timerSnapshot, error) {
 	c := &timerCapture[K]{n: n, codec: s.keyCodec()}
 	for d, q := range []*timerQueue[K]{&s.event, &s.proc} {
 		for _, t := range q.times {
-			if b := q.byTime[t]; len(b.m) > 0 {
+			if b := q.byTime[t]; b.m.len() > 0 {
 				c.groups = append(c.groups, timerGroup[K]{domain: TimeDomain(d), t: t, m: b.m})
 			}
 		}
@@ -618,8 +757,8 @@ func (c *timerCapture[K]) write(ctx context.Context, w io.Writer) (int64, error)
 	for _, g := range c.groups {
 		buf = append(buf, byte(g.domain))
 		buf = binary.BigEndian.AppendUint64(buf, uint64(g.t))
-		buf = binary.AppendUvarint(buf, uint64(len(g.m)))
-		for enc, v := range g.m {
+		buf = binary.AppendUvarint(buf, uint64(g.m.len()))
+		for enc, v := range g.m.all() {
 			var err error
 			if kb, err = c.codec.Append(kb[:0], v.key); err != nil {
 				return written, fmt.Errorf("timers: encode key %v: %w", v.key, err)
@@ -730,6 +869,9 @@ func (s *keyedTimers[K]) restoreV2(br *bufio.Reader, rng, from keygroup.Range) e
 			if kb, err = readChunk(br, kb); err != nil {
 				return fmt.Errorf("timers: timer %d at %v: key value: %w", i+1, t, err)
 			}
+			if err := q.checkEnc(enc); err != nil {
+				return fmt.Errorf("timers: timer %d at %v: %w", i+1, t, err)
+			}
 			if kg < rng.Start || kg >= rng.End {
 				continue
 			}
@@ -784,7 +926,11 @@ func (s *keyedTimers[K]) restoreV1(br *bufio.Reader, rng keygroup.Range) error {
 		if int(row.KG) < rng.Start || int(row.KG) >= rng.End {
 			continue
 		}
-		s.queue(TimeDomain(row.Domain)).add(Timestamp(row.Time), row.Enc, row.Key, int(row.KG))
+		q := s.queue(TimeDomain(row.Domain))
+		if err := q.checkEnc(row.Enc); err != nil {
+			return fmt.Errorf("timers: timer %d of %d: %w", i+1, n, err)
+		}
+		q.add(Timestamp(row.Time), row.Enc, row.Key, int(row.KG))
 	}
 	return nil
 }

@@ -45,7 +45,7 @@ func newTestTimers(t *testing.T, rng keygroup.Range) (*keyedTimers[string], *tim
 	require.NoError(t, err)
 	t.Cleanup(func() { be.Close() })
 	rec := &timerRecorder{}
-	return &keyedTimers[string]{backend: be, wm: MinWatermark, handler: rec}, rec
+	return newKeyedTimers[string](be, rec, nil, keygroup.DefaultMaxParallelism), rec
 }
 
 // at makes key current, as the runtime does before a record or a timer.
@@ -246,7 +246,7 @@ func BenchmarkTimersTumbling(b *testing.B) {
 	require.NoError(b, err)
 	defer be.Close()
 	var fired int
-	s := &keyedTimers[int64]{backend: be, wm: MinWatermark, handler: timerFunc[int64](func(int64, Timer) error { fired++; return nil })}
+	s := newKeyedTimers[int64](be, timerFunc[int64](func(int64, Timer) error { fired++; return nil }), nil, keygroup.DefaultMaxParallelism)
 	const keys = 100_000
 	for i := 0; b.Loop(); i++ {
 		w := Timestamp(i/keys + 1)
@@ -306,4 +306,127 @@ func TestSortTimerItemsMatchesComparisonSort(t *testing.T) {
 			require.Equal(t, want, items, "%d %s keys", n, shape)
 		}
 	}
+}
+
+// firedInt is one OnTimer call of an int64-keyed operator.
+type firedInt struct {
+	Key    int64
+	Time   Timestamp
+	Domain TimeDomain
+}
+
+// Integer keys are kept by value (timerMap.u), other keys by their encoded
+// strings (timerMap.s). The same random script of registrations and
+// deletions, also from inside OnTimer while a time fires, with snapshots
+// restored into the other kind, fires the same timers in the same order in
+// both.
+func TestTimersFixedSizeKeysMatchStringKeys(t *testing.T) {
+	type run struct {
+		s     *keyedTimers[int64]
+		fired []firedInt
+	}
+	newRun := func(fixed bool) *run {
+		be, err := state.NewHeap(state.Config{OperatorUID: "op", KeyGroups: allGroups})
+		require.NoError(t, err)
+		t.Cleanup(func() { be.Close() })
+		r := &run{}
+		r.s = newKeyedTimers[int64](be, nil, nil, keygroup.DefaultMaxParallelism)
+		r.s.event.fixed, r.s.proc.fixed = fixed, fixed
+		return r
+	}
+	// hook registers and deletes timers from inside OnTimer, decided by the
+	// timer itself so that both runs do the same.
+	hook := func(r *run) TimerHandler[int64] {
+		return timerFunc[int64](func(k int64, tm Timer) error {
+			r.fired = append(r.fired, firedInt{k, tm.Time, tm.Domain})
+			if tm.Domain != EventTime {
+				return nil
+			}
+			switch k % 7 {
+			case 0: // the same time, another key: fires in this round if it sorts after k
+				at(r.s, k+1000).RegisterEventTimeTimer(tm.Time)
+			case 1: // an earlier time: fires next
+				at(r.s, k+2000).RegisterEventTimeTimer(tm.Time - 1)
+			case 2: // delete a timer of this time not fired yet, then register it again
+				at(r.s, k+1).DeleteEventTimeTimer(tm.Time)
+				if k%2 == 0 {
+					at(r.s, k+1).RegisterEventTimeTimer(tm.Time)
+				}
+			case 3: // register the key again for later: it fires again
+				if tm.Time < 10_000 {
+					at(r.s, k).RegisterEventTimeTimer(tm.Time + 5)
+				}
+			}
+			at(r.s, k) // the current key is the timer's again
+			return nil
+		})
+	}
+	runs := []*run{newRun(true), newRun(false)}
+	for _, r := range runs {
+		r.s.handler = hook(r)
+	}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	wm := Timestamp(0)
+	for step := range 3000 {
+		k := rnd.Int64N(400) - 200
+		tm := wm + 1 + Timestamp(rnd.IntN(30))
+		op := rnd.IntN(10)
+		snapshot := step%700 == 699
+		for i, r := range runs {
+			switch {
+			case op < 5:
+				at(r.s, k).RegisterEventTimeTimer(tm)
+			case op < 6:
+				at(r.s, k).RegisterProcessingTimeTimer(tm)
+			case op < 8:
+				at(r.s, k).DeleteEventTimeTimer(tm)
+			case op < 9:
+				require.NoError(t, r.s.fireEvent(wm))
+			default:
+				require.NoError(t, r.s.fireProcessing(tm))
+			}
+			if snapshot {
+				// Restore into the other kind of map.
+				snap, err := r.s.snapshot()
+				require.NoError(t, err)
+				var buf bytes.Buffer
+				_, err = snap.write(context.Background(), &buf)
+				require.NoError(t, err)
+				nr := newRun(i == 1)
+				nr.fired = r.fired
+				nr.s.handler = hook(nr)
+				nr.s.wm = r.s.wm
+				require.NoError(t, nr.s.restore(bytes.NewReader(buf.Bytes()), allGroups, allGroups))
+				runs[i] = nr
+			}
+		}
+		if op == 8 {
+			wm += Timestamp(rnd.IntN(8))
+		}
+	}
+	for _, r := range runs {
+		require.NoError(t, r.s.fireEvent(MaxWatermark))
+		require.NoError(t, r.s.fireProcessing(MaxWatermark))
+		require.Zero(t, r.s.event.n+r.s.proc.n)
+	}
+	require.Greater(t, len(runs[0].fired), 1000)
+	require.Equal(t, runs[0].fired, runs[1].fired)
+}
+
+// A snapshot whose keys do not encode to 8 bytes does not restore into an
+// integer-keyed operator.
+func TestTimersRestoreWrongKeySize(t *testing.T) {
+	s, _ := newTestTimers(t, allGroups)
+	at(s, "abc").RegisterEventTimeTimer(5)
+	snap, err := s.snapshot()
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	_, err = snap.write(context.Background(), &buf)
+	require.NoError(t, err)
+	be, err := state.NewHeap(state.Config{OperatorUID: "op", KeyGroups: allGroups})
+	require.NoError(t, err)
+	defer be.Close()
+	r := newKeyedTimers[int64](be, nil, nil, keygroup.DefaultMaxParallelism)
+	err = r.restore(bytes.NewReader(buf.Bytes()), allGroups, allGroups)
+	require.ErrorContains(t, err, "encoded key of 3 bytes")
 }

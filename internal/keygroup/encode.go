@@ -80,6 +80,21 @@ func EncoderFor[K any]() Encoder[K] {
 	}
 }
 
+// FixedSize returns the length of the encoding of every K key when it is
+// fixed: 8 for integers and floats, 1 for bools; 0 for keys whose encodings
+// vary in length.
+func FixedSize[K any]() int {
+	switch reflect.TypeFor[K]().Kind() {
+	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Int16, reflect.Int8,
+		reflect.Uint, reflect.Uint64, reflect.Uint32, reflect.Uint16, reflect.Uint8,
+		reflect.Float64, reflect.Float32:
+		return 8
+	case reflect.Bool:
+		return 1
+	}
+	return 0
+}
+
 func appendInt(dst []byte, v int64) []byte {
 	return binary.BigEndian.AppendUint64(dst, uint64(v)^(1<<63))
 }

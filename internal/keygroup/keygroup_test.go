@@ -74,3 +74,26 @@ func TestHashFuncForAgreesWithEncoding(t *testing.T) {
 	type pair struct{ A, B int }
 	require.Equal(t, Hash(EncoderFor[pair]()(nil, pair{1, 2})), HashFuncFor[pair]()(pair{1, 2}))
 }
+
+// FixedSize is the length of every encoding of the types it names.
+func TestFixedSize(t *testing.T) {
+	check := func(size int, encs ...[]byte) {
+		t.Helper()
+		for _, e := range encs {
+			require.Len(t, e, size)
+		}
+	}
+	check(FixedSize[int64](), EncoderFor[int64]()(nil, -1), EncoderFor[int64]()(nil, 1<<40))
+	check(FixedSize[int](), EncoderFor[int]()(nil, 7))
+	check(FixedSize[int8](), EncoderFor[int8]()(nil, -3))
+	check(FixedSize[uint16](), EncoderFor[uint16]()(nil, 3))
+	check(FixedSize[uint32](), EncoderFor[uint32]()(nil, 3))
+	check(FixedSize[uint](), EncoderFor[uint]()(nil, 3))
+	check(FixedSize[float32](), EncoderFor[float32]()(nil, 1.5))
+	check(FixedSize[bool](), EncoderFor[bool]()(nil, true), EncoderFor[bool]()(nil, false))
+	type id int64
+	check(FixedSize[id](), EncoderFor[id]()(nil, 9))
+	require.Zero(t, FixedSize[string]())
+	require.Zero(t, FixedSize[struct{ A int }]())
+	require.Zero(t, FixedSize[[8]byte]())
+}
