@@ -352,9 +352,9 @@ func sortTimerItems[K comparable](items []timerItem[K], scratch *[]timerItem[K])
 		src, dst = dst, src
 	}
 	if &src[0] != &items[0] {
-		copy(items, src)
+		copy(items, src) // an odd number of passes left the order in the buffer
 	}
-	clear(dst) // drop the references to the keys
+	clear((*scratch)[:len(items)]) // drop the references to the keys
 	if cap(*scratch) > maxSpareTimers {
 		*scratch = nil
 	}

@@ -267,7 +267,9 @@ func (f timerFunc[K]) OnTimer(k K, t Timer) error { return f(k, t) }
 func TestSortTimerItemsMatchesComparisonSort(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, n := range []int{0, 1, 5, radixSortMin - 1, radixSortMin, 5000} {
-		for _, shape := range []string{"int", "short", "shared-prefix", "mixed"} {
+		// The shapes vary in the number of prefix bytes that differ, so in
+		// the number of radix passes: odd and even.
+		for _, shape := range []string{"int", "int-1-byte", "int-3-bytes", "short", "shared-prefix", "mixed"} {
 			var items []timerItem[int]
 			seen := map[string]bool{}
 			for len(items) < n {
@@ -275,6 +277,10 @@ func TestSortTimerItemsMatchesComparisonSort(t *testing.T) {
 				switch shape {
 				case "int":
 					enc = keygroup.EncoderFor[int64]()(nil, r.Int64N(1<<20)-1<<19)
+				case "int-1-byte":
+					enc = keygroup.EncoderFor[int64]()(nil, r.Int64N(256))
+				case "int-3-bytes":
+					enc = keygroup.EncoderFor[int64]()(nil, r.Int64N(1<<24))
 				case "short":
 					enc = make([]byte, r.IntN(4))
 					for i := range enc {
@@ -289,7 +295,7 @@ func TestSortTimerItemsMatchesComparisonSort(t *testing.T) {
 					}
 				}
 				if seen[string(enc)] {
-					if shape == "short" && len(seen) >= 40 {
+					if shape == "short" && len(seen) >= 40 || shape == "int-1-byte" && len(seen) >= 256 {
 						break // every short key is taken
 					}
 					continue
