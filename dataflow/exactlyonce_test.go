@@ -239,6 +239,9 @@ func runExactlyOnce(t *testing.T, f *faults, par int, total int64, nKeys int64, 
 		Count:    total,
 		Rate:     float64(total) * 4, // about 250 ms: room for several checkpoints
 		Generate: func(seq int64) event { return event{Key: seq % nKeys, Seq: seq} },
+		// The processing fault needs a commit before it: hold the input
+		// there until one happened, however slow the machine.
+		Hold: func(seq int64) bool { return f.processAt > 0 && seq >= f.processAt && f.st.commitCount() == 0 },
 	})
 	keyed := dataflow.KeyBy(src, func(e event) int64 { return e.Key })
 	counted := dataflow.AddKeyedOperator(keyed, "count", func(out dataflow.Output[seqRecord]) dataflow.Operator[event] {

@@ -59,6 +59,35 @@ func TestBoundedGeneratorMakesEverySequenceOnce(t *testing.T) {
 	}
 }
 
+// Hold holds a record back, asking again, until it returns false; nothing
+// after it is made meanwhile, and nothing is lost.
+func TestGeneratorHold(t *testing.T) {
+	for _, p := range []int{1, 2} {
+		var asks atomic.Int32
+		job := dataflow.NewJob("hold")
+		src := memory.Generator(job, "gen", memory.GeneratorConfig[int64]{
+			Count:    1000,
+			Generate: func(s int64) int64 { return s },
+			Hold: func(s int64) bool {
+				if s == 500 {
+					return asks.Add(1) < 5
+				}
+				return false
+			},
+		}, dataflow.Parallelism(p))
+		out := memory.Collect(src, "out")
+		require.NoError(t, job.Run(context.Background()))
+		require.Equal(t, int32(5), asks.Load(), "parallelism %d: asked until released", p)
+		got := out.Values()
+		require.Len(t, got, 1000)
+		if p == 1 {
+			for i, v := range got {
+				require.Equal(t, int64(i), v, "in order, none skipped")
+			}
+		}
+	}
+}
+
 func TestGeneratorTimestampsAndWatermarks(t *testing.T) {
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	job := dataflow.NewJob("gen-ts")

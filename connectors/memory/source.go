@@ -98,6 +98,12 @@ type GeneratorConfig[T any] struct {
 	// watermarks (each subtask is one partition). Without it records have no
 	// event time.
 	Watermarks dataflow.WatermarkStrategy[T]
+	// Hold, if set, holds back the record with sequence number seq while it
+	// returns true: the subtask makes nothing meanwhile, and asks again
+	// every millisecond, while checkpoints go on. Tests use it to wait for
+	// something to happen (a checkpoint, a commit) at a chosen point of the
+	// input, without depending on timing.
+	Hold func(seq int64) bool
 }
 
 // Generator is a source that makes records from sequence numbers: subtask i
@@ -194,11 +200,16 @@ func (g *generator[T]) Poll(ctx context.Context, out dataflow.Output[T]) (datafl
 	if g.done() {
 		return dataflow.EndOfInput, nil
 	}
+	held := false
 	for ; n > 0; n-- {
 		if g.done() {
 			break
 		}
 		c := &g.cursors[0]
+		if g.cfg.Hold != nil && g.cfg.Hold(c.Seq) {
+			held = true
+			break
+		}
 		v := g.cfg.Generate(c.Seq)
 		ts := dataflow.NoTimestamp
 		if g.wms != nil {
@@ -215,6 +226,12 @@ func (g *generator[T]) Poll(ctx context.Context, out dataflow.Output[T]) (datafl
 	g.emitWatermark(out)
 	if g.done() {
 		return dataflow.EndOfInput, nil
+	}
+	if held {
+		if err := g.sleep(ctx, time.Millisecond); err != nil {
+			return dataflow.NothingAvailable, err
+		}
+		return dataflow.NothingAvailable, nil
 	}
 	return dataflow.MoreAvailable, nil
 }
