@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -78,6 +79,10 @@ type CoordinatorConfig struct {
 	// Restored is the checkpoint the run restored from, if any. Ids continue
 	// after it (and after any checkpoint already in Storage).
 	Restored *Manifest
+	// FirstID, if larger, is the first id to use: a job restarted after a
+	// failure passes NextID of the run that failed, so that no id is used
+	// twice, not even that of a checkpoint that failed or was aborted.
+	FirstID int64
 	// Clock is used for Manifest.Created; nil means time.Now.
 	Clock func() time.Time
 }
@@ -99,6 +104,7 @@ type Coordinator struct {
 
 	// owned by Run's goroutine
 	nextID    int64
+	nextIDPub atomic.Int64 // nextID, for NextID
 	pending   *pending
 	latest    *Manifest // latest completed checkpoint in cfg.Storage
 	forceFull bool
@@ -196,6 +202,7 @@ func NewCoordinator(ctx context.Context, cfg CoordinatorConfig, rt Runtime) (*Co
 	if r := cfg.Restored; r != nil && r.ID >= c.nextID {
 		c.nextID = r.ID + 1
 	}
+	c.nextID = max(c.nextID, cfg.FirstID)
 	if cfg.Storage != nil {
 		if p, ok := cfg.Storage.(Prober); ok {
 			if err := p.Probe(ctx); err != nil {
@@ -210,8 +217,13 @@ func NewCoordinator(ctx context.Context, cfg CoordinatorConfig, rt Runtime) (*Co
 			c.nextID = ids[n-1] + 1
 		}
 	}
+	c.nextIDPub.Store(c.nextID)
 	return c, nil
 }
+
+// NextID is the id the coordinator's next checkpoint or savepoint would
+// get: one after the last it started. Safe to call from any goroutine.
+func (c *Coordinator) NextID() int64 { return c.nextIDPub.Load() }
 
 // Ack records that task wrote its part of checkpoint id. Called by the task's
 // asynchronous writer.
@@ -411,6 +423,7 @@ func (c *Coordinator) startQueued() {
 func (c *Coordinator) trigger(o *Options, sp *savepointReq) {
 	o.ID = c.nextID
 	c.nextID++
+	c.nextIDPub.Store(c.nextID)
 	if o.Kind == KindCheckpoint && c.forceFull {
 		o.Full = true
 	}

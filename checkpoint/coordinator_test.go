@@ -63,3 +63,43 @@ func TestCoordinatorTriggersWhenTheNextCheckpointIsAlreadyDue(t *testing.T) {
 	rt.wg.Wait()
 	require.GreaterOrEqual(t, c.Stats().Completed, int64(5))
 }
+
+// Ids start at FirstID when it is past the ones already used, and NextID
+// tells the next run where to go on.
+func TestCoordinatorFirstIDAndNextID(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := checkpoint.NewLocalStorage(t.TempDir())
+	require.NoError(t, err)
+	cfg := checkpoint.DefaultConfig()
+	cfg.Interval = time.Millisecond
+	rt := &ackingRuntime{completed: make(chan int64, 100)}
+	c, err := checkpoint.NewCoordinator(ctx, checkpoint.CoordinatorConfig{Job: "ids", MaxParallelism: 128, Config: cfg,
+		Storage: st, Tasks: 1, Sources: []int{0}, FirstID: 7}, rt)
+	require.NoError(t, err)
+	require.Equal(t, int64(7), c.NextID())
+	rt.coord.Store(c)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	for want := int64(7); want <= 9; want++ {
+		select {
+		case id := <-rt.completed:
+			require.Equal(t, want, id)
+		case <-ctx.Done():
+			t.Fatalf("checkpoint %d never completed", want)
+		}
+	}
+	stop()
+	require.NoError(t, <-done)
+	rt.wg.Wait()
+	require.Greater(t, c.NextID(), int64(9))
+
+	// A FirstID below the ids in storage does not take them again.
+	c2, err := checkpoint.NewCoordinator(ctx, checkpoint.CoordinatorConfig{Job: "ids", MaxParallelism: 128, Config: cfg,
+		Storage: st, Tasks: 1, Sources: []int{0}, FirstID: 2}, rt)
+	require.NoError(t, err)
+	ids, err := st.List(ctx)
+	require.NoError(t, err)
+	require.Equal(t, ids[len(ids)-1]+1, c2.NextID())
+}

@@ -138,6 +138,9 @@ type Job struct {
 	runMu      sync.Mutex
 	runChanged chan struct{} // closed when active changes
 	metrics    metricsBase
+	// nextCheckpointID is where the next run's checkpoint ids start: one
+	// after the last its previous run started. Used by Run's goroutine only.
+	nextCheckpointID int64
 }
 
 // NewJob starts an empty job. An optional Config overrides the defaults.

@@ -113,7 +113,7 @@ func (j *Job) runOnce(ctx context.Context, c *compiled, from *restoreFrom) error
 	defer cancel(nil)
 	rs := &runState{tasks: tasks, stopDone: make(chan struct{})}
 	cc := checkpoint.CoordinatorConfig{Job: j.name, MaxParallelism: j.cfg.MaxParallelism, Config: j.cfg.Checkpoint,
-		Storage: j.cfg.CheckpointStorage, Tasks: len(tasks)}
+		Storage: j.cfg.CheckpointStorage, Tasks: len(tasks), FirstID: j.nextCheckpointID}
 	if from != nil {
 		cc.Restored = from.m
 	}
@@ -128,6 +128,8 @@ func (j *Job) runOnce(ctx context.Context, c *compiled, from *restoreFrom) error
 		return err
 	}
 	rs.coord = coord
+	// A restart goes on after the ids this run used, failed ones included.
+	defer func() { j.nextCheckpointID = coord.NextID() }()
 	j.runStarted(coord)
 	j.setRun(&activeRun{coord: coord, cancel: cancel, tasks: tasks})
 	defer j.setRun(nil)
