@@ -412,6 +412,15 @@ func (q *timerQueue[K]) checkEnc(enc []byte) error {
 // add registers a timer at t for the key (enc, key, kg) unless it exists.
 func (q *timerQueue[K]) add(t Timestamp, enc []byte, key K, kg int) {
 	b := q.byTime[t]
+	if b != nil && b.m.u != nil && b.ver == q.epoch && len(q.firing) == 0 {
+		// An integer key in a map no snapshot shares, no time firing: one
+		// assignment registers it or finds it there (the same value).
+		m := b.m.u
+		n := len(m)
+		m[binary.BigEndian.Uint64(enc)] = timerVal[K]{key: key, kg: uint16(kg)}
+		q.n += len(m) - n
+		return
+	}
 	if b != nil {
 		if _, ok := b.m.get(enc); ok {
 			return
