@@ -12,7 +12,11 @@
 // each record or timer the runtime calls SetCurrentKey(keyGroup, encodedKey);
 // every handle then reads and writes the state of that key only. The key's
 // bytes must not change until the next SetCurrentKey; after it the runtime
-// may reuse its buffer (the backend copies a key when it stores it). Using a
+// may reuse its buffer (the backend copies a key when it stores it). A
+// runtime that sets a key per record may instead call SetCurrentKeyFunc: the
+// key is then encoded and hashed only if a handle is used for that record
+// (operators that keep their own cache, such as the window operator, skip
+// it for most records). Using a
 // handle before any SetCurrentKey (state used outside a keyed operator) fails
 // with ErrNoCurrentKey; a key group outside the backend's range with
 // ErrKeyGroupOutOfRange. Backends are built by the runtime (Config takes an
