@@ -46,11 +46,19 @@ func TestCoordinatorTriggersWhenTheNextCheckpointIsAlreadyDue(t *testing.T) {
 	c, err := checkpoint.NewCoordinator(ctx, checkpoint.CoordinatorConfig{Job: "due", MaxParallelism: 128, Config: cfg,
 		Storage: st, Tasks: 1, Sources: []int{0}, Clock: clock}, rt)
 	require.NoError(t, err)
+	runUntilCompleted(ctx, t, c, rt, 1, 5)
+	require.GreaterOrEqual(t, c.Stats().Completed, int64(5))
+}
+
+// runUntilCompleted runs c until checkpoints first to last completed, in
+// order, then stops it.
+func runUntilCompleted(ctx context.Context, t *testing.T, c *checkpoint.Coordinator, rt *ackingRuntime, first, last int64) {
+	t.Helper()
 	rt.coord.Store(c)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(runCtx) }()
-	for want := int64(1); want <= 5; want++ {
+	for want := first; want <= last; want++ {
 		select {
 		case id := <-rt.completed:
 			require.Equal(t, want, id)
@@ -61,7 +69,6 @@ func TestCoordinatorTriggersWhenTheNextCheckpointIsAlreadyDue(t *testing.T) {
 	stop()
 	require.NoError(t, <-done)
 	rt.wg.Wait()
-	require.GreaterOrEqual(t, c.Stats().Completed, int64(5))
 }
 
 // Ids start at FirstID when it is past the ones already used, and NextID
@@ -78,21 +85,7 @@ func TestCoordinatorFirstIDAndNextID(t *testing.T) {
 		Storage: st, Tasks: 1, Sources: []int{0}, FirstID: 7}, rt)
 	require.NoError(t, err)
 	require.Equal(t, int64(7), c.NextID())
-	rt.coord.Store(c)
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- c.Run(runCtx) }()
-	for want := int64(7); want <= 9; want++ {
-		select {
-		case id := <-rt.completed:
-			require.Equal(t, want, id)
-		case <-ctx.Done():
-			t.Fatalf("checkpoint %d never completed", want)
-		}
-	}
-	stop()
-	require.NoError(t, <-done)
-	rt.wg.Wait()
+	runUntilCompleted(ctx, t, c, rt, 7, 9)
 	require.Greater(t, c.NextID(), int64(9))
 
 	// A FirstID below the ids in storage does not take them again.
