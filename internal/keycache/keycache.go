@@ -1,0 +1,157 @@
+// Package keycache keeps a keyed operator's per-key values in memory between
+// checkpoints, in front of keyed state: a record whose key is cached costs
+// one lookup in a keyindex.Index instead of a keyed-state read and write,
+// and the runtime never encodes or hashes its key (see
+// state.Backend.SetCurrentKeyFunc).
+//
+// The operator reads a key's value from keyed state on a miss and Puts it;
+// it changes cached values in place and marks them Dirty. Flush, which the
+// operator calls from SnapshotState (the runtime captures keyed state right
+// after), and whenever the cache is Full, writes the dirty values to keyed
+// state and empties the cache: every checkpoint holds the values exactly. A
+// cache that missed more often than it hit since it was last emptied costs
+// more than it saves (more keys are live between checkpoints than it holds,
+// or checkpoints come too often for keys to be seen twice): Flush then
+// turns it off for good, and the operator goes on with keyed state alone.
+//
+// Only keys whose Go equality is their encoding's can be cached (strings,
+// integers, bools, and arrays and plain structs of them; see Cacheable):
+// the cache is a Go-equality index of what keyed state holds by encoded key.
+//
+// A Cache is used by its operator's goroutine only.
+package keycache
+
+import (
+	"reflect"
+
+	"github.com/sluicedata/sluice/internal/keygroup"
+	"github.com/sluicedata/sluice/internal/keyindex"
+	"github.com/sluicedata/sluice/state"
+)
+
+// Entry is one cached key and its value.
+type Entry[K comparable, V any] struct {
+	Key   K
+	Value V
+	// Dirty: Value differs from keyed state; Flush writes it.
+	Dirty bool
+}
+
+// Cache is a write-back cache of values by key. A nil *Cache is off.
+type Cache[K comparable, V any] struct {
+	idx     keyindex.Index[K]
+	entries []Entry[K, V]
+	max     int
+	off     bool
+	// lookups since the cache was last emptied
+	hits, misses int64
+
+	backend state.Backend
+	maxP    int
+	enc     keygroup.Encoder[K]
+	encBuf  [2][]byte // keys given to the backend in turn: each stays valid until the next is set
+	encI    int
+}
+
+// New returns a cache of up to maxKeys keys in front of backend, or nil if
+// keys of type K cannot be cached or maxKeys is not positive.
+func New[K comparable, V any](backend state.Backend, maxParallelism, maxKeys int) *Cache[K, V] {
+	if maxKeys <= 0 || !Cacheable(reflect.TypeFor[K]()) {
+		return nil
+	}
+	return &Cache[K, V]{max: maxKeys, backend: backend, maxP: maxParallelism, enc: keygroup.EncoderFor[K]()}
+}
+
+// On reports whether the cache is in use: not nil and not turned off.
+func (c *Cache[K, V]) On() bool { return c != nil && !c.off }
+
+// Get returns the entry of key, nil if it is not cached.
+func (c *Cache[K, V]) Get(key K) *Entry[K, V] {
+	if i, ok := c.idx.Get(key); ok {
+		c.hits++
+		return &c.entries[i]
+	}
+	c.misses++
+	return nil
+}
+
+// Full reports whether the cache holds as many keys as it may: the caller
+// flushes it before it Puts another.
+func (c *Cache[K, V]) Full() bool { return len(c.entries) >= c.max }
+
+// Put caches v, as read from keyed state, for key, which is not cached, and
+// returns its entry. The entry is valid until the next Put or Flush.
+func (c *Cache[K, V]) Put(key K, v V) *Entry[K, V] {
+	c.idx.Put(key, int32(len(c.entries)))
+	c.entries = append(c.entries, Entry[K, V]{Key: key, Value: v})
+	return &c.entries[len(c.entries)-1]
+}
+
+// Len returns the number of cached keys.
+func (c *Cache[K, V]) Len() int { return len(c.entries) }
+
+// Flush writes every dirty entry to keyed state, in the order the keys were
+// cached, with write, the entry's key made the backend's current key; then
+// it empties the cache, and turns it off if it missed more than it hit.
+// The backend's current key is then that of the last entry written: the
+// caller sets its own again (SetCurrentKey) before it uses keyed state.
+//
+// The values written belong to keyed state from then on, whose snapshots
+// may share them: the operator reads them again (as copies) before it
+// changes them.
+func (c *Cache[K, V]) Flush(write func(e *Entry[K, V]) error) error {
+	if c == nil {
+		return nil
+	}
+	for i := range c.entries {
+		e := &c.entries[i]
+		if !e.Dirty {
+			continue
+		}
+		c.SetCurrentKey(e.Key)
+		if err := write(e); err != nil {
+			return err
+		}
+	}
+	c.idx.Clear()
+	clear(c.entries)
+	c.entries = c.entries[:0]
+	if c.hits < c.misses {
+		c.off, c.entries = true, nil
+		c.idx = keyindex.Index[K]{}
+	}
+	c.hits, c.misses = 0, 0
+	return nil
+}
+
+// SetCurrentKey makes key the backend's current key, as the runtime does
+// before each record and timer.
+func (c *Cache[K, V]) SetCurrentKey(key K) {
+	b := c.enc(c.encBuf[c.encI][:0], key)
+	c.encBuf[c.encI], c.encI = b, 1-c.encI
+	c.backend.SetCurrentKey(keygroup.Of(b, c.maxP), b)
+}
+
+// Cacheable reports whether keys of type t are equal in Go exactly when
+// their encodings (keygroup.EncoderFor) are: then a Go-equality index by key
+// holds what keyed state holds by encoded key. Floats are not (NaN is not
+// equal to itself), nor pointers and interfaces (compared by identity,
+// encoded by value), nor structs with fields the encoding leaves out.
+func Cacheable(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.String, reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	case reflect.Array:
+		return Cacheable(t.Elem())
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if !f.IsExported() || f.Anonymous || f.Tag.Get("msgpack") != "" || !Cacheable(f.Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}

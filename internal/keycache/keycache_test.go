@@ -1,0 +1,110 @@
+package keycache_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluicedata/sluice/internal/keycache"
+	"github.com/sluicedata/sluice/internal/keygroup"
+	"github.com/sluicedata/sluice/state"
+)
+
+func newBackend(t *testing.T) state.Backend {
+	t.Helper()
+	b, err := state.NewHeap(state.Config{OperatorUID: "op", KeyGroups: keygroup.Range{Start: 0, End: 128}, MaxParallelism: 128})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestCacheWritesBackDirtyEntriesAndEmpties(t *testing.T) {
+	b := newBackend(t)
+	v, err := state.NewValue[int](b, "v")
+	require.NoError(t, err)
+	c := keycache.New[string, int](b, 128, 3)
+	require.True(t, c.On())
+	for _, k := range []string{"a", "b", "c"} {
+		require.Nil(t, c.Get(k))
+		e := c.Put(k, len(k))
+		e.Value, e.Dirty = e.Value*10, k != "b" // b is read, not changed
+	}
+	require.True(t, c.Full())
+	for range 5 { // hits outnumber the misses: the cache stays on
+		require.Equal(t, 10, c.Get("a").Value)
+	}
+	var order []string
+	require.NoError(t, c.Flush(func(e *keycache.Entry[string, int]) error {
+		order = append(order, e.Key)
+		return v.Update(e.Value)
+	}))
+	require.Equal(t, []string{"a", "c"}, order, "dirty entries, in the order they were cached")
+	require.Zero(t, c.Len())
+	require.True(t, c.On())
+	require.Nil(t, c.Get("a"), "emptied")
+	for k, want := range map[string]int{"a": 10, "c": 10} {
+		c.SetCurrentKey(k)
+		got, ok, err := v.Get()
+		require.NoError(t, err)
+		require.True(t, ok, k)
+		require.Equal(t, want, got, k)
+	}
+	c.SetCurrentKey("b")
+	_, ok, err := v.Get()
+	require.NoError(t, err)
+	require.False(t, ok, "b was not dirty: not written")
+}
+
+// A cache that misses more than it hits turns itself off at its next flush.
+func TestCacheThatMissesTurnsOff(t *testing.T) {
+	c := keycache.New[int64, int](newBackend(t), 128, 10)
+	for k := range int64(4) {
+		require.Nil(t, c.Get(k))
+		c.Put(k, 0)
+	}
+	require.NoError(t, c.Flush(func(*keycache.Entry[int64, int]) error { return nil }))
+	require.False(t, c.On())
+	require.NoError(t, c.Flush(func(*keycache.Entry[int64, int]) error { return nil }), "flushing an off cache is harmless")
+	var nilCache *keycache.Cache[int64, int]
+	require.False(t, nilCache.On())
+	require.NoError(t, nilCache.Flush(nil))
+}
+
+func TestNewRefusesWhatCannotBeCached(t *testing.T) {
+	b := newBackend(t)
+	require.Nil(t, keycache.New[float64, int](b, 128, 10), "NaN is not equal to itself")
+	require.Nil(t, keycache.New[string, int](b, 128, 0), "no room")
+	require.NotNil(t, keycache.New[[2]int32, int](b, 128, 10))
+}
+
+func TestCacheable(t *testing.T) {
+	type plain struct {
+		A string
+		B int64
+	}
+	type tagged struct {
+		A string `msgpack:"a"`
+	}
+	type hidden struct{ a int }
+	type nested struct {
+		P plain
+		C [3]uint8
+	}
+	type withPtr struct{ P *int }
+	for _, c := range []struct {
+		v    any
+		want bool
+	}{
+		{"", true}, {int8(0), true}, {uint64(0), true}, {true, true},
+		{[4]int16{}, true}, {plain{}, true}, {nested{}, true},
+		{0.5, false}, {float32(0), false}, {tagged{}, false}, {hidden{}, false}, {withPtr{}, false},
+		{[2]float64{}, false}, {any(nil), false},
+	} {
+		typ := reflect.TypeOf(c.v)
+		if typ == nil {
+			typ = reflect.TypeFor[any]()
+		}
+		require.Equal(t, c.want, keycache.Cacheable(typ), "%v", typ)
+	}
+}
