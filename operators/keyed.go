@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/sluicedata/sluice/dataflow"
+	"github.com/sluicedata/sluice/internal/keycache"
 	"github.com/sluicedata/sluice/state"
 )
 
@@ -24,23 +25,38 @@ type AggregateFunction[In, Acc, Out any] interface {
 // named "reduce" (see package state), so it is snapshotted with the operator.
 func Reduce[K comparable, T any](in dataflow.KeyedStream[K, T], name string, fn func(acc, v T) T, opts ...dataflow.Option) dataflow.Stream[T] {
 	return dataflow.AddKeyedOperator(in, name, nilIf(fn == nil, func(out dataflow.Output[T]) dataflow.Operator[T] {
-		return &reduceOp[T]{fn: fn, out: out}
+		return &reduceOp[K, T]{key: in.KeyFunc(), fn: fn, out: out}
 	}), opts...)
 }
 
-type reduceOp[T any] struct {
+type reduceOp[K comparable, T any] struct {
 	dataflow.OperatorBase
-	fn  func(T, T) T
-	out dataflow.Output[T]
-	acc *state.Value[T]
+	key   func(T) K
+	fn    func(T, T) T
+	out   dataflow.Output[T]
+	acc   *state.Value[T]
+	cache *keycache.Cache[K, T]
 }
 
-func (o *reduceOp[T]) Open(_ context.Context, oc *dataflow.OperatorContext) (err error) {
+func (o *reduceOp[K, T]) Open(_ context.Context, oc *dataflow.OperatorContext) (err error) {
 	o.acc, err = state.NewValue[T](oc.State(), "reduce")
+	o.cache = keycache.New[K, T](oc.State(), oc.MaxParallelism, maxCachedKeys)
 	return err
 }
 
-func (o *reduceOp[T]) Process(v T, ts dataflow.Timestamp) error {
+func (o *reduceOp[K, T]) Process(v T, ts dataflow.Timestamp) error {
+	e, err := cached(o.cache, o.key, v, o.acc)
+	if err != nil {
+		return err
+	}
+	if e != nil {
+		if e.Dirty { // Dirty: the key has a value (read or reduced)
+			v = o.fn(e.Value, v)
+		}
+		e.Value, e.Dirty = v, true
+		o.out.Collect(v, ts)
+		return nil
+	}
 	acc, ok, err := o.acc.Get()
 	if err != nil {
 		return err
@@ -53,6 +69,12 @@ func (o *reduceOp[T]) Process(v T, ts dataflow.Timestamp) error {
 	}
 	o.out.Collect(v, ts)
 	return nil
+}
+
+// SnapshotState writes the cached values to keyed state, which the runtime
+// captures next.
+func (o *reduceOp[K, T]) SnapshotState(context.Context, int64) ([]byte, error) {
+	return nil, flushCache(o.cache, o.acc)
 }
 
 // Aggregate keeps, per key, a running accumulator and emits the key with the
@@ -72,18 +94,38 @@ func Aggregate[K comparable, In, Acc, Out any](in dataflow.KeyedStream[K, In], n
 
 type aggregateOp[K comparable, In, Acc, Out any] struct {
 	dataflow.OperatorBase
-	key func(In) K
-	agg AggregateFunction[In, Acc, Out]
-	out dataflow.Output[dataflow.KV[K, Out]]
-	acc *state.Value[Acc]
+	key   func(In) K
+	agg   AggregateFunction[In, Acc, Out]
+	out   dataflow.Output[dataflow.KV[K, Out]]
+	acc   *state.Value[Acc]
+	cache *keycache.Cache[K, Acc]
 }
 
 func (o *aggregateOp[K, In, Acc, Out]) Open(_ context.Context, oc *dataflow.OperatorContext) (err error) {
 	o.acc, err = state.NewValue[Acc](oc.State(), "aggregate")
+	o.cache = keycache.New[K, Acc](oc.State(), oc.MaxParallelism, maxCachedKeys)
 	return err
 }
 
+// SnapshotState writes the cached accumulators to keyed state, which the
+// runtime captures next.
+func (o *aggregateOp[K, In, Acc, Out]) SnapshotState(context.Context, int64) ([]byte, error) {
+	return nil, flushCache(o.cache, o.acc)
+}
+
 func (o *aggregateOp[K, In, Acc, Out]) Process(v In, ts dataflow.Timestamp) error {
+	e, err := cached(o.cache, o.key, v, o.acc)
+	if err != nil {
+		return err
+	}
+	if e != nil {
+		if !e.Dirty { // Dirty: the key has an accumulator (read or made)
+			e.Value = o.agg.CreateAccumulator()
+		}
+		e.Value, e.Dirty = o.agg.Add(e.Value, v), true
+		o.out.Collect(dataflow.KV[K, Out]{Key: e.Key, Value: o.agg.Result(e.Value)}, ts)
+		return nil
+	}
 	acc, ok, err := o.acc.Get()
 	if err != nil {
 		return err
@@ -96,6 +138,49 @@ func (o *aggregateOp[K, In, Acc, Out]) Process(v In, ts dataflow.Timestamp) erro
 		return err
 	}
 	o.out.Collect(dataflow.KV[K, Out]{Key: o.key(v), Value: o.agg.Result(acc)}, ts)
+	return nil
+}
+
+// maxCachedKeys bounds the keys whose values the keyed Reduce and Aggregate
+// keep in memory between checkpoints (see keycache); tests lower it.
+var maxCachedKeys = 1 << 16
+
+// cached returns the cache entry of v's key, reading the key's value from
+// st into the cache on a miss: an entry that is not Dirty has no value in
+// keyed state. It returns nil when the cache is off: the caller then uses
+// st itself, with the runtime's current key.
+func cached[K comparable, In, V any](c *keycache.Cache[K, V], key func(In) K, v In, st *state.Value[V]) (*keycache.Entry[K, V], error) {
+	if !c.On() {
+		return nil, nil
+	}
+	k := key(v)
+	if e := c.Get(k); e != nil {
+		return e, nil
+	}
+	if c.Full() {
+		if err := flushCache(c, st); err != nil {
+			return nil, err
+		}
+		c.SetCurrentKey(k) // the flush moved the backend to other keys
+		if !c.On() {
+			return nil, nil
+		}
+	}
+	val, ok, err := st.Get()
+	if err != nil {
+		return nil, err
+	}
+	e := c.Put(k, val)
+	e.Dirty = ok
+	return e, nil
+}
+
+// flushCache writes the cache's changed values to st.
+func flushCache[K comparable, V any](c *keycache.Cache[K, V], st *state.Value[V]) error {
+	err := c.Flush(func(e *keycache.Entry[K, V]) error { return st.Update(e.Value) })
+	if err != nil {
+		return fmt.Errorf("write cached values to keyed state: %w", err)
+	}
 	return nil
 }
 
