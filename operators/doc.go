@@ -21,6 +21,17 @@
 // Aggregate; Process may set another. Order is preserved per key through hash
 // exchanges and per subtask through forward exchanges.
 //
+// # State
+//
+// Reduce and Aggregate keep each key's value in keyed state ("reduce",
+// "aggregate"), so checkpoints and savepoints hold it. Between checkpoints
+// the values of keys seen since the last one stay in memory, in front of
+// keyed state (up to 65536 keys, for key types whose Go equality is their
+// encoding's: strings, integers, bools, and arrays and plain structs of
+// them): a record costs one lookup instead of a keyed-state read and write.
+// The operator writes them to keyed state when a checkpoint is taken; a
+// cache that misses more often than it hits turns itself off.
+//
 // # Failure
 //
 // An error returned by a function, or a panic in it, fails the job: Job.Run
