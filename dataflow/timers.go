@@ -502,8 +502,8 @@ type keyedTimers[K comparable] struct {
 	wm          Timestamp
 	// the current key, set before every record and timer. Before a record
 	// only key is set: enc and kg are computed when first needed (resolved
-	// is false until then), by a timer call or by the backend, which is
-	// given resolveKey.
+	// is false until then), by a timer call or by the backend, whose key
+	// source is seq and resolveKey.
 	key      K
 	enc      []byte
 	kg       int
@@ -511,8 +511,8 @@ type keyedTimers[K comparable] struct {
 	encode   keygroup.Encoder[K]
 	maxP     uint64
 	buf      []byte
-	resolveF func() (int, []byte) // resolveKey, made once
-	fixedBuf [2][8]byte           // see itemEnc
+	seq      uint64     // records seen: the backend's key source (see state.Backend.SetKeySource)
+	fixedBuf [2][8]byte // see itemEnc
 	fixedI   int
 
 	backend state.Backend
@@ -527,6 +527,7 @@ func newKeyedTimers[K comparable](backend state.Backend, handler TimerHandler[K]
 	s := &keyedTimers[K]{backend: backend, handler: handler, wm: MinWatermark, clock: clock, maxP: uint64(maxParallelism)}
 	fixed := keygroup.FixedSize[K]() == 8
 	s.event.fixed, s.proc.fixed = fixed, fixed
+	backend.SetKeySource(&s.seq, s.resolveKey)
 	return s
 }
 
@@ -546,13 +547,10 @@ func (s *keyedTimers[K]) setCurrent(key K, enc []byte, kg int) {
 
 // setRecordKey makes key, of the record about to be processed, current; its
 // encoding and key group are computed only if the operator registers a
-// timer or reads keyed state for it.
+// timer or reads keyed state for it. The backend learns of it by seq.
 func (s *keyedTimers[K]) setRecordKey(key K) {
 	s.key, s.resolved = key, false
-	if s.resolveF == nil {
-		s.resolveF = s.resolveKey
-	}
-	s.backend.SetCurrentKeyFunc(s.resolveF)
+	s.seq++
 }
 
 // resolveKey computes the current key's encoding and key group.

@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -73,15 +72,16 @@ type Backend interface {
 	// the next call. The caller may reuse key's buffer after the next call (the
 	// backend copies a key when it stores it), not before.
 	SetCurrentKey(keyGroup int, key []byte)
-	// SetCurrentKeyFunc is SetCurrentKey for a key that is computed only if
-	// it is needed: the first handle used before the next SetCurrentKey or
-	// SetCurrentKeyFunc calls key, once, and the backend then behaves as
-	// after SetCurrentKey of what it returned. A runtime that sets the key of
-	// every record lets an operator that reads keyed state for few of them
-	// skip encoding and hashing the others' keys. key is called on the
-	// backend's goroutine; pass the same function each time (a method value
-	// made once), so that the call allocates nothing.
-	SetCurrentKeyFunc(key func() (keyGroup int, key []byte))
+	// SetKeySource lets a runtime that sets the key of every record defer
+	// it: instead of calling SetCurrentKey it increments *seq. When *seq
+	// differs from what it was at the last SetCurrentKey, the next handle
+	// used first calls key, once, and makes what it returns the current key,
+	// as SetCurrentKey would. An operator that reads no keyed state for a
+	// record (one that caches its keys' values) then costs neither an
+	// encoding nor a hash of the record's key. seq and key are used on the
+	// backend's goroutine only; call SetKeySource once, before the first
+	// record.
+	SetKeySource(seq *uint64, key func() (keyGroup int, key []byte))
 	// Snapshot captures the state synchronously and cheaply (copy-on-write);
 	// the returned Snapshot is written later, possibly on another goroutine,
 	// while the backend keeps changing. The snapshot is a full base or a delta
@@ -117,9 +117,12 @@ type core struct {
 	key       []byte
 	kg        uint16
 	keyErr    error
-	keyFunc   func() (int, []byte) // the pending key of SetCurrentKeyFunc, when keyErr is errKeyPending
-	keySeq    uint64               // bumped on every SetCurrentKey and cache eviction; handles cache lookups per seq
-	used      bool
+	// SetKeySource's: the key to compute when *srcSeq is not srcSeen
+	srcSeq  *uint64
+	srcSeen uint64
+	srcKey  func() (int, []byte)
+	keySeq  uint64 // bumped on every SetCurrentKey and cache eviction; handles cache lookups per seq
+	used    bool
 
 	states map[string]tableAny
 	order  []tableAny
@@ -187,6 +190,9 @@ func (c *core) stopTracking() {
 }
 
 func (c *core) SetCurrentKey(keyGroup int, key []byte) {
+	if c.srcSeq != nil {
+		c.srcSeen = *c.srcSeq
+	}
 	c.key = key // valid until the next call: copied only when an entry is created
 	c.kg = uint16(keyGroup)
 	c.keySeq++
@@ -200,26 +206,17 @@ func (c *core) SetCurrentKey(keyGroup int, key []byte) {
 	}
 }
 
-// errKeyPending is keyErr while the key of SetCurrentKeyFunc is not computed.
-var errKeyPending = errors.New("state: current key not computed yet")
-
-func (c *core) SetCurrentKeyFunc(key func() (int, []byte)) {
-	c.keyFunc = key
-	c.keySeq++
-	c.used = true
-	c.keyErr = errKeyPending
-	if c.closed {
-		c.keyErr = ErrClosed
-	}
+func (c *core) SetKeySource(seq *uint64, key func() (int, []byte)) {
+	c.srcSeq, c.srcSeen, c.srcKey = seq, *seq, key
 }
 
-// resolveKey computes the key of SetCurrentKeyFunc, if it is pending.
+// keyChanged reports whether the key source moved past the current key.
+func (c *core) keyChanged() bool { return c.srcSeq != nil && *c.srcSeq != c.srcSeen }
+
+// resolveKey makes the key source's key current.
 func (c *core) resolveKey() {
-	if c.keyErr == errKeyPending {
-		kg, key := c.keyFunc()
-		c.keyFunc = nil
-		c.SetCurrentKey(kg, key)
-	}
+	kg, key := c.srcKey()
+	c.SetCurrentKey(kg, key)
 }
 
 func (c *core) nowNanos() int64 { return c.now().UnixNano() }

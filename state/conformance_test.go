@@ -1286,24 +1286,27 @@ func TestWrittenSnapshotReleasesEntries(t *testing.T) {
 	require.Zero(t, allocs(bump), "a discarded snapshot releases it too")
 }
 
-// SetCurrentKeyFunc defers computing the key to the first handle used, calls
-// the function once however many handles are used, and never for a key no
-// handle reads; the result is as after SetCurrentKey.
-func TestSetCurrentKeyFunc(t *testing.T) {
+// A key source defers computing the key to the first handle used after the
+// source moved, calls it once however many handles are used, and never for
+// a key no handle reads; the result is as after SetCurrentKey, and an
+// explicit SetCurrentKey wins until the source moves again.
+func TestSetKeySource(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, bk backendKind) {
 		b := bk.open(t, cfgFor(0, 1, newClock()))
 		v := must(state.NewValue[string](b, "v"))(t)
 		l := must(state.NewList[int](b, "l"))(t)
 		calls := 0
 		var key string
+		var seq uint64
 		buf := make([]byte, 0, 8)
-		keyFunc := func() (int, []byte) {
+		b.SetKeySource(&seq, func() (int, []byte) {
 			calls++
 			buf = append(buf[:0], key...) // one buffer, rewritten for every key
 			return kgOf(key), buf
-		}
-		set := func(k string) { key = k; b.SetCurrentKeyFunc(keyFunc) }
+		})
+		set := func(k string) { key = k; seq++ }
 
+		require.ErrorIs(t, v.Update("before any key"), state.ErrNoCurrentKey)
 		set("a")
 		set("b") // no handle used: never computed
 		require.Zero(t, calls)
@@ -1315,11 +1318,12 @@ func TestSetCurrentKeyFunc(t *testing.T) {
 		set("c")
 		require.NoError(t, v.Update("y"))
 		require.Equal(t, 2, calls)
-		setKey(b, "b")
+		setKey(b, "b") // explicit: wins until the source moves
 		s, ok := get(v.Get())(t)
 		require.True(t, ok)
 		require.Equal(t, "x", s, "the backend copied the key before the buffer was reused")
 		require.Equal(t, []int{1}, must(l.Get())(t))
+		require.Equal(t, 2, calls)
 		set("c")
 		s, _ = get(v.Get())(t)
 		require.Equal(t, "y", s)
@@ -1335,7 +1339,9 @@ func TestSetCurrentKeyFunc(t *testing.T) {
 				break
 			}
 		}
-		b2.SetCurrentKeyFunc(func() (int, []byte) { return kgOf(other), []byte(other) })
+		var seq2 uint64
+		b2.SetKeySource(&seq2, func() (int, []byte) { return kgOf(other), []byte(other) })
+		seq2++
 		require.ErrorIs(t, v2.Update("z"), state.ErrKeyGroupOutOfRange)
 	})
 }

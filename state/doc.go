@@ -13,8 +13,9 @@
 // every handle then reads and writes the state of that key only. The key's
 // bytes must not change until the next SetCurrentKey; after it the runtime
 // may reuse its buffer (the backend copies a key when it stores it). A
-// runtime that sets a key per record may instead call SetCurrentKeyFunc: the
-// key is then encoded and hashed only if a handle is used for that record
+// runtime that sets a key per record may instead give a key source
+// (SetKeySource) and count records: the key is then encoded and hashed only
+// if a handle is used for that record
 // (operators that keep their own cache, such as the window operator, skip
 // it for most records). Using a
 // handle before any SetCurrentKey (state used outside a keyed operator) fails

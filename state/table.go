@@ -161,11 +161,11 @@ func (t *table[S]) settled() {
 // current returns the cached entry of the current key, or nil (heap: absent).
 func (t *table[S]) current() (*entry[S], error) {
 	c := t.c
+	if c.keyChanged() {
+		c.resolveKey()
+	}
 	if t.seq == c.keySeq {
 		return t.cur, nil
-	}
-	if c.keyErr == errKeyPending {
-		c.resolveKey()
 	}
 	if c.keyErr != nil {
 		if c.closed {

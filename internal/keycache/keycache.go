@@ -2,7 +2,7 @@
 // checkpoints, in front of keyed state: a record whose key is cached costs
 // one lookup in a keyindex.Index instead of a keyed-state read and write,
 // and the runtime never encodes or hashes its key (see
-// state.Backend.SetCurrentKeyFunc).
+// state.Backend.SetKeySource).
 //
 // The operator reads a key's value from keyed state on a miss and Puts it;
 // it changes cached values in place and marks them Dirty. Flush, which the
