@@ -67,7 +67,11 @@ func runUntilCompleted(ctx context.Context, t *testing.T, c *checkpoint.Coordina
 		}
 	}
 	stop()
-	require.NoError(t, <-done)
+	// Stopping may cancel a manifest being written: the run then ends with
+	// that cancellation, which is not a failure of the test.
+	if err := <-done; err != nil {
+		require.ErrorIs(t, err, context.Canceled)
+	}
 	rt.wg.Wait()
 }
 

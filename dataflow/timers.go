@@ -413,12 +413,13 @@ func (q *timerQueue[K]) checkEnc(enc []byte) error {
 func (q *timerQueue[K]) add(t Timestamp, enc []byte, key K, kg int) {
 	b := q.byTime[t]
 	if b != nil && b.m.u != nil && b.ver == q.epoch && len(q.firing) == 0 {
-		// An integer key in a map no snapshot shares, no time firing: one
-		// assignment registers it or finds it there (the same value).
-		m := b.m.u
-		n := len(m)
-		m[binary.BigEndian.Uint64(enc)] = timerVal[K]{key: key, kg: uint16(kg)}
-		q.n += len(m) - n
+		// An integer key in a map no snapshot shares, no time firing. The
+		// first registration's key stays (0.0 and -0.0 encode alike).
+		m, p := b.m.u, binary.BigEndian.Uint64(enc)
+		if _, ok := m[p]; !ok {
+			m[p] = timerVal[K]{key: key, kg: uint16(kg)}
+			q.n++
+		}
 		return
 	}
 	if b != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -435,4 +436,20 @@ func TestTimersRestoreWrongKeySize(t *testing.T) {
 	r := newKeyedTimers[int64](be, nil, nil, keygroup.DefaultMaxParallelism)
 	err = r.restore(bytes.NewReader(buf.Bytes()), allGroups, allGroups)
 	require.ErrorContains(t, err, "encoded key of 3 bytes")
+}
+
+// Keys that encode alike (0.0 and -0.0) are one timer: the first
+// registration's key is the one OnTimer gets.
+func TestTimersFirstRegistrationKeyStays(t *testing.T) {
+	be, err := state.NewHeap(state.Config{OperatorUID: "op", KeyGroups: allGroups})
+	require.NoError(t, err)
+	defer be.Close()
+	var got []float64
+	s := newKeyedTimers[float64](be, timerFunc[float64](func(k float64, _ Timer) error { got = append(got, k); return nil }), nil, keygroup.DefaultMaxParallelism)
+	zero := 0.0
+	at(s, zero).RegisterEventTimeTimer(5)
+	at(s, -zero).RegisterEventTimeTimer(5)
+	require.NoError(t, s.fireEvent(5))
+	require.Len(t, got, 1)
+	require.False(t, math.Signbit(got[0]), "the first registration's key")
 }

@@ -22,7 +22,10 @@
 package keycache
 
 import (
+	"encoding"
 	"reflect"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/sluicedata/sluice/internal/keygroup"
 	"github.com/sluicedata/sluice/internal/keyindex"
@@ -132,12 +135,27 @@ func (c *Cache[K, V]) SetCurrentKey(key K) {
 	c.backend.SetCurrentKey(keygroup.Of(b, c.maxP), b)
 }
 
+var customEncoders = []reflect.Type{
+	reflect.TypeFor[msgpack.CustomEncoder](),
+	reflect.TypeFor[msgpack.Marshaler](),
+	reflect.TypeFor[encoding.BinaryMarshaler](),
+	reflect.TypeFor[encoding.TextMarshaler](),
+}
+
 // Cacheable reports whether keys of type t are equal in Go exactly when
 // their encodings (keygroup.EncoderFor) are: then a Go-equality index by key
 // holds what keyed state holds by encoded key. Floats are not (NaN is not
 // equal to itself), nor pointers and interfaces (compared by identity,
-// encoded by value), nor structs with fields the encoding leaves out.
+// encoded by value), nor structs with fields the encoding leaves out, nor
+// types (or fields) with an encoding of their own (msgpack or encoding
+// marshalers), which may encode unequal values alike.
 func Cacheable(t reflect.Type) bool {
+	// A type with its own encoding may encode unequal values alike.
+	for _, i := range customEncoders {
+		if t.Implements(i) || reflect.PointerTo(t).Implements(i) {
+			return false
+		}
+	}
 	switch t.Kind() {
 	case reflect.String, reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:

@@ -2,7 +2,10 @@ package keycache_test
 
 import (
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/stretchr/testify/require"
 
@@ -78,6 +81,13 @@ func TestNewRefusesWhatCannotBeCached(t *testing.T) {
 	require.NotNil(t, keycache.New[[2]int32, int](b, 128, 10))
 }
 
+// lowerName encodes lower-cased: "A" and "a" are one key in keyed state.
+type lowerName string
+
+func (n lowerName) EncodeMsgpack(e *msgpack.Encoder) error {
+	return e.EncodeString(strings.ToLower(string(n)))
+}
+
 func TestCacheable(t *testing.T) {
 	type plain struct {
 		A string
@@ -92,6 +102,7 @@ func TestCacheable(t *testing.T) {
 		C [3]uint8
 	}
 	type withPtr struct{ P *int }
+	type withCustom struct{ N lowerName }
 	for _, c := range []struct {
 		v    any
 		want bool
@@ -100,6 +111,7 @@ func TestCacheable(t *testing.T) {
 		{[4]int16{}, true}, {plain{}, true}, {nested{}, true},
 		{0.5, false}, {float32(0), false}, {tagged{}, false}, {hidden{}, false}, {withPtr{}, false},
 		{[2]float64{}, false}, {any(nil), false},
+		{lowerName(""), false}, {withCustom{}, false}, {[2]lowerName{}, false},
 	} {
 		typ := reflect.TypeOf(c.v)
 		if typ == nil {
