@@ -14,29 +14,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"go.uber.org/goleak"
-
 	"github.com/sluicedata/sluice/dataflow"
 	"github.com/sluicedata/sluice/internal/testlock"
 )
 
-func TestMain(m *testing.M) {
-	// The Postgres tests of another package restart the server: take turns.
-	release, err := testlock.Hold(testlock.Postgres)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	release()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// The Postgres tests of another package restart the server: take turns.
+func TestMain(m *testing.M) { testlock.Main(m, testlock.Postgres) }
 
 // adminConnString reaches the test server's maintenance database.
 func adminConnString() string {

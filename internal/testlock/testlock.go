@@ -9,6 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // Hold takes the machine-wide lock called name, waiting for it, and returns
@@ -33,3 +36,23 @@ func Hold(name string) (release func(), err error) {
 // Postgres is the lock of test binaries that use the local Postgres server:
 // one of them restarts it.
 const Postgres = "postgres"
+
+// Main is a TestMain for test binaries that hold the lock called name while
+// their tests run, then check for leaked goroutines: it holds the lock, runs
+// m, releases the lock and exits with m's code (1 if goroutines leaked).
+func Main(m *testing.M, name string) {
+	release, err := Hold(name)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	release()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}

@@ -20,30 +20,13 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/stretchr/testify/require"
 
-	"go.uber.org/goleak"
-
 	"github.com/sluicedata/sluice/connectors/jetstream/embedded"
 	"github.com/sluicedata/sluice/internal/testlock"
 	"github.com/sluicedata/sluice/jobs/clickstream"
 )
 
-func TestMain(m *testing.M) {
-	// The Postgres tests of another package restart the server: take turns.
-	release, err := testlock.Hold(testlock.Postgres)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	release()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// The Postgres tests of another package restart the server: take turns.
+func TestMain(m *testing.M) { testlock.Main(m, testlock.Postgres) }
 
 // startServer starts an embedded server for t on a random port.
 func startServer(t testing.TB) *embedded.Server {
