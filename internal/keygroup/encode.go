@@ -114,6 +114,21 @@ func HashFuncFor[K any]() func(k K) uint64 {
 	if reflect.TypeOf(&zero).Elem().Kind() == reflect.String {
 		return func(k K) uint64 { return HashString(*(*string)(unsafe.Pointer(&k))) }
 	}
+	switch reflect.TypeOf(&zero).Elem().Kind() {
+	// Integers hash their 8-byte encoding without writing it anywhere.
+	case reflect.Int:
+		return func(k K) uint64 { return HashUint64(uint64(*(*int)(unsafe.Pointer(&k))) ^ 1<<63) }
+	case reflect.Int64:
+		return func(k K) uint64 { return HashUint64(uint64(*(*int64)(unsafe.Pointer(&k))) ^ 1<<63) }
+	case reflect.Int32:
+		return func(k K) uint64 { return HashUint64(uint64(int64(*(*int32)(unsafe.Pointer(&k)))) ^ 1<<63) }
+	case reflect.Uint:
+		return func(k K) uint64 { return HashUint64(uint64(*(*uint)(unsafe.Pointer(&k)))) }
+	case reflect.Uint64:
+		return func(k K) uint64 { return HashUint64(*(*uint64)(unsafe.Pointer(&k))) }
+	case reflect.Uint32:
+		return func(k K) uint64 { return HashUint64(uint64(*(*uint32)(unsafe.Pointer(&k)))) }
+	}
 	enc := EncoderFor[K]()
 	var buf []byte
 	return func(k K) uint64 {

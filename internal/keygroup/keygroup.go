@@ -42,6 +42,21 @@ func HashString(s string) uint64 {
 	return fmix64(h)
 }
 
+// HashUint64 is Hash of u's 8-byte big-endian encoding, computed without
+// the bytes: the same FNV-1a steps, most significant byte first.
+func HashUint64(u uint64) uint64 {
+	h := uint64(fnvOffset)
+	h = (h ^ u>>56) * fnvPrime
+	h = (h ^ u>>48&0xff) * fnvPrime
+	h = (h ^ u>>40&0xff) * fnvPrime
+	h = (h ^ u>>32&0xff) * fnvPrime
+	h = (h ^ u>>24&0xff) * fnvPrime
+	h = (h ^ u>>16&0xff) * fnvPrime
+	h = (h ^ u>>8&0xff) * fnvPrime
+	h = (h ^ u&0xff) * fnvPrime
+	return fmix64(h)
+}
+
 func fmix64(k uint64) uint64 {
 	k ^= k >> 33
 	k *= 0xff51afd7ed558ccd

@@ -1,7 +1,9 @@
 package keygroup
 
 import (
+	"encoding/binary"
 	"hash/fnv"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -73,6 +75,32 @@ func TestHashFuncForAgreesWithEncoding(t *testing.T) {
 	require.Equal(t, Hash(EncoderFor[int]()(nil, 99)), HashFuncFor[int]()(99))
 	type pair struct{ A, B int }
 	require.Equal(t, Hash(EncoderFor[pair]()(nil, pair{1, 2})), HashFuncFor[pair]()(pair{1, 2}))
+}
+
+// The integer hashes that skip the encoding give what hashing the encoding
+// gives, for every integer kind, across the sign and byte boundaries.
+func TestIntegerHashesAgreeWithEncoding(t *testing.T) {
+	vals := []int64{0, 1, -1, 255, 256, -256, 1 << 31, -(1 << 31), 1<<62 + 12345, -(1 << 63), 1<<63 - 1}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 1000 {
+		vals = append(vals, int64(rng.Uint64()))
+	}
+	for _, v := range vals {
+		checkHash(t, int64(v))
+		checkHash(t, int(v))
+		checkHash(t, int32(v))
+		checkHash(t, uint64(v))
+		checkHash(t, uint(v))
+		checkHash(t, uint32(v))
+		checkHash(t, int16(v))
+		checkHash(t, uint8(v))
+		require.Equal(t, Hash(binary.BigEndian.AppendUint64(nil, uint64(v))), HashUint64(uint64(v)))
+	}
+}
+
+func checkHash[K any](t *testing.T, k K) {
+	t.Helper()
+	require.Equal(t, Hash(EncoderFor[K]()(nil, k)), HashFuncFor[K]()(k), "%T %v", k, k)
 }
 
 // FixedSize is the length of every encoding of the types it names.
