@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -452,4 +453,49 @@ func TestTimersFirstRegistrationKeyStays(t *testing.T) {
 	require.NoError(t, s.fireEvent(5))
 	require.Len(t, got, 1)
 	require.False(t, math.Signbit(got[0]), "the first registration's key")
+}
+
+// Snapshots of version 2, written by the code before version 3 and kept in
+// testdata/, restore: whole, and split between two subtasks by key group,
+// the timers fire as the golden file, written with them, lists.
+func TestTimersRestoreVersion2Files(t *testing.T) {
+	for _, name := range []string{"string", "int64"} {
+		t.Run(name, func(t *testing.T) {
+			snap, err := os.ReadFile("testdata/timers-v2-" + name + ".bin")
+			require.NoError(t, err)
+			require.Equal(t, byte(2), snap[len(timerFileMagic)], "a version 2 file")
+			golden, err := os.ReadFile("testdata/timers-v2-" + name + ".golden")
+			require.NoError(t, err)
+			want := strings.Split(strings.TrimSuffix(string(golden), "\n"), "\n")
+			restore := func(rng keygroup.Range) []string {
+				be, err := state.NewHeap(state.Config{OperatorUID: "op", KeyGroups: rng})
+				require.NoError(t, err)
+				defer be.Close()
+				var got []string
+				if name == "string" {
+					s := newKeyedTimers[string](be, timerFunc[string](func(k string, tm Timer) error {
+						got = append(got, fmt.Sprintf("%d %d %q", tm.Domain, tm.Time, k))
+						return nil
+					}), nil, keygroup.DefaultMaxParallelism)
+					require.NoError(t, s.restore(bytes.NewReader(snap), rng, allGroups))
+					require.NoError(t, s.fireEvent(MaxWatermark))
+					require.NoError(t, s.fireProcessing(MaxWatermark))
+				} else {
+					s := newKeyedTimers[int64](be, timerFunc[int64](func(k int64, tm Timer) error {
+						got = append(got, fmt.Sprintf("%d %d %d", tm.Domain, tm.Time, k))
+						return nil
+					}), nil, keygroup.DefaultMaxParallelism)
+					require.NoError(t, s.restore(bytes.NewReader(snap), rng, allGroups))
+					require.NoError(t, s.fireEvent(MaxWatermark))
+					require.NoError(t, s.fireProcessing(MaxWatermark))
+				}
+				return got
+			}
+			require.Equal(t, want, restore(allGroups))
+			lo, hi := restore(keygroup.RangeFor(0, 2, 128)), restore(keygroup.RangeFor(1, 2, 128))
+			require.NotEmpty(t, lo)
+			require.NotEmpty(t, hi)
+			require.ElementsMatch(t, want, append(lo, hi...))
+		})
+	}
 }
