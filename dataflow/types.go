@@ -2,9 +2,13 @@ package dataflow
 
 import (
 	"context"
+	"fmt"
+	"reflect"
 	"time"
+	"unsafe"
 
 	"github.com/sluicedata/sluice/internal/exchange"
+	"github.com/sluicedata/sluice/internal/keygroup"
 )
 
 // record is a value with its event time, as it travels between tasks.
@@ -19,7 +23,7 @@ type elemType interface {
 	name() string
 	newGate(channels, capacity, batch int, notify chan struct{}) any
 	newInput(gate any, base int, head any) input
-	newWriter(targets []target, part partitioning, hash func() any, maxP, batch int, t *task) (out any, w flusher)
+	newWriter(targets []target, part partitioning, hash func(int) any, maxP, batch int, t *task) (out any, w flusher)
 	fanout(outs []any) any
 }
 
@@ -46,38 +50,76 @@ func (typed[T]) newGate(channels, capacity, batch int, notify chan struct{}) any
 }
 
 func (typed[T]) newInput(gate any, base int, head any) input {
-	return &gateInput[T]{gate: gate.(*exchange.Gate[record[T]]), base: base, head: head.(Output[T])}
+	g := &gateInput[T]{gate: gate.(*exchange.Gate[record[T]]), base: base, head: head.(Output[T])}
+	g.keyed, _ = head.(keyedHead[T])
+	return g
 }
 
-func (typed[T]) newWriter(targets []target, kind partitioning, hash func() any, maxP, batch int, t *task) (any, flusher) {
+func (typed[T]) newWriter(targets []target, kind partitioning, hash func(int) any, maxP, batch int, t *task) (any, flusher) {
 	ts := make([]exchange.Target[record[T]], len(targets))
 	for i, tg := range targets {
 		ts[i] = exchange.Target[record[T]]{Gate: tg.gate.(*exchange.Gate[record[T]]), Channel: tg.channel}
 	}
-	var part exchange.Partitioner[record[T]]
+	mode := exchange.RoundRobin // forward: one target; rebalance: round-robin from the producer's own index
 	switch kind {
 	case partHash:
-		h := hash().(func(T) uint64)
-		m := uint64(maxP)
-		part = func(r record[T], n int) int {
-			kg := int(h(r.v) % m)
-			return kg * n / maxP
-		}
-	default: // rebalance (forward and single targets never call the partitioner)
-		// Round-robin, starting at the producer's own index so that the
-		// spread is deterministic and producers do not all start on target 0.
-		next := t.subtask
-		part = func(_ record[T], n int) int {
-			if next >= n {
-				next %= n
+		mode = exchange.Keyed
+	case partBroadcast:
+		mode = exchange.Broadcast
+	}
+	ew, err := exchange.NewWriter(ts, mode, t.subtask, maxP, batch)
+	if err != nil {
+		panic(fmt.Sprintf("dataflow: %v", err)) // the plan is validated: a programming error
+	}
+	w := &writerOut[T]{w: ew, t: t}
+	if kind == partHash {
+		k := &keyedOut[T]{writerOut: w, keyGroups: hash(maxP).(keyGroupsFunc[T]), stage: make([]record[T], 0, batch), kgs: make([]uint16, batch)}
+		return k, k
+	}
+	return w, w
+}
+
+// keyGroupsFunc sets kgs[i] to the key group of rs[i].v, for every i.
+type keyGroupsFunc[T any] func(rs []record[T], kgs []uint16)
+
+// keyGroupsOf returns the keyGroupsFunc of key over maxP key groups. It
+// hashes a whole batch in one loop: the hashes of different records do not
+// depend on each other, so the CPU overlaps them.
+func keyGroupsOf[K comparable, T any](key func(T) K, maxP int) keyGroupsFunc[T] {
+	m := uint64(maxP)
+	mask, pow2 := m-1, m&(m-1) == 0
+	switch {
+	case pow2 && keygroup.FixedSize[K]() == 8 && isSignedInt64[K]():
+		return func(rs []record[T], kgs []uint16) {
+			kgs = kgs[:len(rs)]
+			for i := range rs {
+				k := key(rs[i].v)
+				kgs[i] = uint16(keygroup.HashUint64(*(*uint64)(unsafe.Pointer(&k))^1<<63) & mask)
 			}
-			i := next
-			next++
-			return i
+		}
+	case pow2:
+		h := keygroup.HashFuncFor[K]()
+		return func(rs []record[T], kgs []uint16) {
+			kgs = kgs[:len(rs)]
+			for i := range rs {
+				kgs[i] = uint16(h(key(rs[i].v)) & mask)
+			}
 		}
 	}
-	w := &writerOut[T]{w: exchange.NewWriter(ts, part, kind == partBroadcast, batch), t: t}
-	return w, w
+	h := keygroup.HashFuncFor[K]()
+	return func(rs []record[T], kgs []uint16) {
+		kgs = kgs[:len(rs)]
+		for i := range rs {
+			kgs[i] = uint16(h(key(rs[i].v)) % m)
+		}
+	}
+}
+
+// isSignedInt64 reports whether K is a signed integer of 8 bytes, whose
+// canonical encoding is its bits with the sign flipped, big-endian.
+func isSignedInt64[K any]() bool {
+	k := reflect.TypeFor[K]().Kind()
+	return k == reflect.Int64 || k == reflect.Int && unsafe.Sizeof(int(0)) == 8
 }
 
 func (typed[T]) fanout(outs []any) any {
@@ -189,6 +231,57 @@ func (o *writerOut[T]) Emit(ctx context.Context, ev exchange.Event) error {
 	return o.w.Emit(ctx, ev)
 }
 
+// keyedOut is the Output of a keyed (hash) exchange. It stages records
+// and partitions them a batch at a time: one loop computes the key groups
+// of the whole batch, and the writer scatters it by key group, carrying
+// each record's key group to the consumer, which then never hashes the key
+// again (see gateInput.poll).
+type keyedOut[T any] struct {
+	*writerOut[T]
+	keyGroups keyGroupsFunc[T]
+	stage     []record[T]
+	kgs       []uint16
+}
+
+func (o *keyedOut[T]) Collect(v T, ts Timestamp) {
+	o.n++
+	o.idle = false
+	o.stage = append(o.stage, record[T]{v, ts})
+	if len(o.stage) == cap(o.stage) {
+		if err := o.partition(o.t.ctx); err != nil {
+			o.t.stop(err)
+		}
+	}
+}
+
+// partition hands the staged records to the writer.
+func (o *keyedOut[T]) partition(ctx context.Context) error {
+	if len(o.stage) == 0 {
+		return nil
+	}
+	o.keyGroups(o.stage, o.kgs)
+	err := o.w.WriteKeyed(ctx, o.stage, o.kgs[:len(o.stage)])
+	clear(o.stage) // drop references
+	o.stage = o.stage[:0]
+	return err
+}
+
+func (o *keyedOut[T]) Pending() int { return len(o.stage) + o.writerOut.Pending() }
+
+func (o *keyedOut[T]) Flush(ctx context.Context) error {
+	if err := o.partition(ctx); err != nil {
+		return err
+	}
+	return o.writerOut.Flush(ctx)
+}
+
+func (o *keyedOut[T]) Emit(ctx context.Context, ev exchange.Event) error {
+	if err := o.partition(ctx); err != nil {
+		return err
+	}
+	return o.writerOut.Emit(ctx, ev)
+}
+
 // input is one typed gate of a task, driven by the task's untyped loop.
 type input interface {
 	// poll handles one message if one is ready and reports whether it did.
@@ -202,9 +295,10 @@ func (g *gateInput[T]) block(ch int) { g.gate.Block(ch - g.base) }
 func (g *gateInput[T]) unblockAll()  { g.gate.UnblockAll() }
 
 type gateInput[T any] struct {
-	gate *exchange.Gate[record[T]]
-	base int // index of this gate's first channel among the task's channels
-	head Output[T]
+	gate  *exchange.Gate[record[T]]
+	base  int // index of this gate's first channel among the task's channels
+	head  Output[T]
+	keyed keyedHead[T] // head, if it takes key groups
 }
 
 func (g *gateInput[T]) poll(t *task) bool {
@@ -219,11 +313,25 @@ func (g *gateInput[T]) poll(t *task) bool {
 	if t.idle[g.base+ch] {
 		t.activate(g.base + ch)
 	}
-	head := g.head
-	for i := range m.Records {
-		r := &m.Records[i]
-		head.Collect(r.v, r.ts)
+	b := m.Batch
+	if kh := g.keyed; kh != nil && b.KeyGroups != nil {
+		for i := range b.Records {
+			r := &b.Records[i]
+			kh.collectKeyed(r.v, r.ts, b.KeyGroups[i])
+		}
+	} else {
+		head := g.head
+		for i := range b.Records {
+			r := &b.Records[i]
+			head.Collect(r.v, r.ts)
+		}
 	}
-	g.gate.Recycle(ch, m.Records)
+	g.gate.Recycle(ch, b)
 	return true
+}
+
+// keyedHead is the head of a chain fed by a keyed exchange: it takes each
+// record with the key group the producer computed.
+type keyedHead[T any] interface {
+	collectKeyed(v T, ts Timestamp, kg uint16)
 }

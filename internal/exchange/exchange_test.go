@@ -26,9 +26,9 @@ func drain(t *testing.T, g *Gate[int], want int) map[int][]int {
 			n++
 			continue
 		}
-		got[ch] = append(got[ch], m.Records...)
-		n += len(m.Records)
-		g.Recycle(ch, m.Records)
+		got[ch] = append(got[ch], m.Batch.Records...)
+		n += m.Batch.Len()
+		g.Recycle(ch, m.Batch)
 	}
 	return got
 }
@@ -40,7 +40,8 @@ func TestOrderPerChannelAndEventsFollowRecords(t *testing.T) {
 	for p := 0; p < 3; p++ {
 		go func(p int) {
 			defer func() { done <- struct{}{} }()
-			w := NewWriter([]Target[int]{{g, p}}, nil, false, 4)
+			w, err := NewWriter([]Target[int]{{g, p}}, RoundRobin, 0, 128, 4)
+			require.NoError(t, err)
 			for i := 0; i < 1000; i++ {
 				require.NoError(t, w.Write(ctx, i))
 			}
@@ -63,11 +64,11 @@ func TestOrderPerChannelAndEventsFollowRecords(t *testing.T) {
 func TestSendBlocksWhenFullAndCancelReleases(t *testing.T) {
 	g := NewGate[int](1, 2, 1, nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	require.NoError(t, g.Send(ctx, 0, Message[int]{Records: []int{1}}))
-	require.NoError(t, g.Send(ctx, 0, Message[int]{Records: []int{2}}))
+	require.NoError(t, g.Send(ctx, 0, msg(1)))
+	require.NoError(t, g.Send(ctx, 0, msg(2)))
 	require.Equal(t, 2, g.Queued(0))
 	errc := make(chan error)
-	go func() { errc <- g.Send(ctx, 0, Message[int]{Records: []int{3}}) }()
+	go func() { errc <- g.Send(ctx, 0, msg(3)) }()
 	select {
 	case err := <-errc:
 		t.Fatalf("send on a full channel returned %v", err)
@@ -82,9 +83,9 @@ func TestSendBlocksWhenFullAndCancelReleases(t *testing.T) {
 func TestFullChannelResumesAfterPoll(t *testing.T) {
 	g := NewGate[int](1, 1, 1, nil)
 	ctx := context.Background()
-	require.NoError(t, g.Send(ctx, 0, Message[int]{Records: []int{1}}))
+	require.NoError(t, g.Send(ctx, 0, msg(1)))
 	errc := make(chan error)
-	go func() { errc <- g.Send(ctx, 0, Message[int]{Records: []int{2}}) }()
+	go func() { errc <- g.Send(ctx, 0, msg(2)) }()
 	got := drain(t, g, 2)
 	require.NoError(t, <-errc)
 	require.Equal(t, []int{1, 2}, got[0])
@@ -93,38 +94,43 @@ func TestFullChannelResumesAfterPoll(t *testing.T) {
 func TestBlockHoldsChannelBack(t *testing.T) {
 	g := NewGate[int](2, 4, 1, nil)
 	ctx := context.Background()
-	require.NoError(t, g.Send(ctx, 0, Message[int]{Records: []int{10}}))
-	require.NoError(t, g.Send(ctx, 1, Message[int]{Records: []int{20}}))
+	require.NoError(t, g.Send(ctx, 0, msg(10)))
+	require.NoError(t, g.Send(ctx, 1, msg(20)))
 	g.Block(0)
 	ch, m, ok := g.Poll()
 	require.True(t, ok)
 	require.Equal(t, 1, ch)
-	require.Equal(t, []int{20}, m.Records)
+	require.Equal(t, []int{20}, m.Batch.Records)
 	_, _, ok = g.Poll()
 	require.False(t, ok, "blocked channel must not be polled")
 	g.UnblockAll()
 	ch, m, ok = g.Poll()
 	require.True(t, ok)
 	require.Equal(t, 0, ch)
-	require.Equal(t, []int{10}, m.Records)
+	require.Equal(t, []int{10}, m.Batch.Records)
 }
 
-func TestPartitionAndBroadcast(t *testing.T) {
+func msg(vs ...int) Message[int] { return Message[int]{Batch: &Batch[int]{Records: vs}} }
+
+func TestRoundRobinAndBroadcast(t *testing.T) {
 	g := NewGate[int](2, 8, 2, nil)
 	ctx := context.Background()
 	targets := []Target[int]{{g, 0}, {g, 1}}
-	w := NewWriter(targets, func(e int, n int) int { return e % n }, false, 2)
-	for i := 0; i < 6; i++ {
+	w, err := NewWriter(targets, RoundRobin, 1, 128, 2)
+	require.NoError(t, err)
+	for i := 0; i < 5; i++ {
 		require.NoError(t, w.Write(ctx, i))
 	}
-	require.Equal(t, 2, w.Pending(), "4 and 5 wait for their batches to fill")
+	require.Equal(t, 1, w.Pending(), "4 waits for its batch to fill")
 	require.NoError(t, w.Flush(ctx))
 	require.Equal(t, 0, w.Pending())
-	got := drain(t, g, 6)
-	require.Equal(t, []int{0, 2, 4}, got[0])
-	require.Equal(t, []int{1, 3, 5}, got[1])
+	got := drain(t, g, 5)
+	require.Equal(t, []int{1, 3}, got[0], "round-robin starts at the given target")
+	require.Equal(t, []int{0, 2, 4}, got[1])
+	require.Error(t, w.WriteKeyed(ctx, []int{1}, []uint16{0}), "a round-robin writer takes no key groups")
 
-	b := NewWriter(targets, nil, true, 2)
+	b, err := NewWriter(targets, Broadcast, 0, 128, 2)
+	require.NoError(t, err)
 	require.NoError(t, b.Write(ctx, 9))
 	require.Equal(t, 2, b.Pending())
 	require.NoError(t, b.Flush(ctx))
@@ -133,22 +139,83 @@ func TestPartitionAndBroadcast(t *testing.T) {
 	require.Equal(t, []int{9}, got[1])
 }
 
+// A keyed writer sends each record to the owner of its key group
+// (kg*n/maxP), with its key group, in order per target.
+func TestKeyedPartitionsByKeyGroup(t *testing.T) {
+	const maxP, n = 8, 3
+	g := NewGate[int](n, 64, 4, nil)
+	ctx := context.Background()
+	var targets []Target[int]
+	for i := range n {
+		targets = append(targets, Target[int]{g, i})
+	}
+	w, err := NewWriter(targets, Keyed, 0, maxP, 4)
+	require.NoError(t, err)
+	require.Error(t, w.Write(ctx, 1), "a keyed writer needs key groups")
+	var recs []int
+	var kgs []uint16
+	for i := range 50 {
+		recs = append(recs, i)
+		kgs = append(kgs, uint16(i*5%maxP))
+	}
+	require.NoError(t, w.WriteKeyed(ctx, recs[:20], kgs[:20]))
+	require.NoError(t, w.WriteKeyed(ctx, recs[20:], kgs[20:]))
+	require.ErrorContains(t, w.WriteKeyed(ctx, []int{1, 2}, []uint16{1}), "2 records")
+	before := w.Pending()
+	require.ErrorContains(t, w.WriteKeyed(ctx, []int{1}, []uint16{maxP}), "key group 8 out of range")
+	require.Equal(t, before, w.Pending(), "a refused record is not pending")
+	require.NoError(t, w.Flush(ctx))
+	require.Zero(t, w.Pending())
+
+	want := map[int][]int{}
+	wantKG := map[int][]uint16{}
+	for i, r := range recs {
+		o := int(kgs[i]) * n / maxP
+		want[o] = append(want[o], r)
+		wantKG[o] = append(wantKG[o], kgs[i])
+	}
+	got := map[int][]int{}
+	gotKG := map[int][]uint16{}
+	for seen := 0; seen < len(recs); {
+		ch, m, ok := g.Poll()
+		require.True(t, ok)
+		require.Len(t, m.Batch.KeyGroups, m.Batch.Len(), "a keyed batch carries a key group per record")
+		got[ch] = append(got[ch], m.Batch.Records...)
+		gotKG[ch] = append(gotKG[ch], m.Batch.KeyGroups...)
+		seen += m.Batch.Len()
+		g.Recycle(ch, m.Batch)
+	}
+	require.Equal(t, want, got)
+	require.Equal(t, wantKG, gotKG)
+}
+
+func TestNewWriterRefusesBadSettings(t *testing.T) {
+	g := NewGate[int](2, 1, 1, nil)
+	targets := []Target[int]{{g, 0}, {g, 1}}
+	_, err := NewWriter[int](nil, RoundRobin, 0, 128, 1)
+	require.ErrorContains(t, err, "without targets")
+	_, err = NewWriter(targets, RoundRobin, 0, 128, 0)
+	require.ErrorContains(t, err, "batch size 0")
+	_, err = NewWriter(targets, Keyed, 0, 1, 1)
+	require.ErrorContains(t, err, "1 key groups for 2 targets")
+	_, err = NewWriter(targets, Mode(9), 0, 128, 1)
+	require.ErrorContains(t, err, "unknown mode")
+}
+
 func TestRecycledBatchesAreReused(t *testing.T) {
 	g := NewGate[int](1, 2, 4, nil)
 	ctx := context.Background()
-	w := NewWriter([]Target[int]{{g, 0}}, nil, false, 4)
-	for i := 0; i < 4; i++ {
-		require.NoError(t, w.Write(ctx, i))
-	}
+	w, err := NewWriter([]Target[int]{{g, 0}}, Keyed, 0, 128, 4)
+	require.NoError(t, err)
+	recs, kgs := []int{0, 1, 2, 3}, []uint16{5, 6, 7, 8}
+	require.NoError(t, w.WriteKeyed(ctx, recs, kgs))
 	_, m, ok := g.Poll()
 	require.True(t, ok)
-	g.Recycle(0, m.Records)
+	g.Recycle(0, m.Batch)
 	allocs := testing.AllocsPerRun(100, func() {
-		for i := 0; i < 4; i++ {
-			_ = w.Write(ctx, i)
-		}
+		_ = w.WriteKeyed(ctx, recs, kgs)
 		_, m, _ := g.Poll()
-		g.Recycle(0, m.Records)
+		g.Recycle(0, m.Batch)
 	})
 	require.Zero(t, allocs)
 }

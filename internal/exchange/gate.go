@@ -30,10 +30,24 @@ type Event struct {
 	Value int64
 }
 
+// Batch is a batch of records. It travels by pointer: producer and consumer
+// hand the same Batch back and forth (Gate.Recycle), so a channel moves no
+// more than a pointer per batch and allocates nothing once warm.
+type Batch[E any] struct {
+	Records []E
+	// KeyGroups holds, for a batch of a keyed exchange (Writer.WriteKeyed),
+	// each record's key group, parallel to Records, so that the consumer
+	// need not hash the key again; it is nil otherwise.
+	KeyGroups []uint16
+}
+
+// Len is the number of records in b.
+func (b *Batch[E]) Len() int { return len(b.Records) }
+
 // Message is one entry in a channel: a batch of records or one event.
 type Message[E any] struct {
-	Records []E
-	Event   Event
+	Batch *Batch[E] // nil for an event
+	Event Event
 }
 
 type channel[E any] struct {
@@ -43,7 +57,7 @@ type channel[E any] struct {
 	blocked bool
 	// notFull wakes this channel's producer; buffered so a wake-up is never lost.
 	notFull chan struct{}
-	free    [][]E // recycled batches for the producer
+	free    []*Batch[E] // recycled batches for the producer
 }
 
 // Gate is the input of one consumer subtask. See the package doc for the concurrency contract.
@@ -206,29 +220,38 @@ func (g *Gate[E]) Queued(ch int) int {
 
 // Recycle hands a processed batch back to the producer of channel ch for reuse.
 // The consumer must not touch b afterwards.
-func (g *Gate[E]) Recycle(ch int, b []E) {
-	if cap(b) < g.batch {
+func (g *Gate[E]) Recycle(ch int, b *Batch[E]) {
+	if b == nil || cap(b.Records) < g.batch {
 		return
 	}
-	clear(b[:cap(b)]) // drop references so recycled batches do not pin values
+	clear(b.Records[:cap(b.Records)]) // drop references so recycled batches do not pin values
+	b.Records, b.KeyGroups = b.Records[:0], b.KeyGroups[:0]
 	g.mu.Lock()
 	c := &g.chans[ch]
 	if len(c.free) < len(c.ring)+1 {
-		c.free = append(c.free, b[:0])
+		c.free = append(c.free, b)
 	}
 	g.mu.Unlock()
 }
 
-// newBatch returns an empty batch for channel ch, reusing a recycled one if any.
-func (g *Gate[E]) newBatch(ch int) []E {
+// newBatch returns an empty batch for channel ch, reusing a recycled one if
+// any; keyed batches have room for key groups.
+func (g *Gate[E]) newBatch(ch int, keyed bool) *Batch[E] {
 	g.mu.Lock()
 	c := &g.chans[ch]
 	if k := len(c.free); k > 0 {
 		b := c.free[k-1]
 		c.free = c.free[:k-1]
 		g.mu.Unlock()
+		if keyed && b.KeyGroups == nil {
+			b.KeyGroups = make([]uint16, 0, g.batch)
+		}
 		return b
 	}
 	g.mu.Unlock()
-	return make([]E, 0, g.batch)
+	b := &Batch[E]{Records: make([]E, 0, g.batch)}
+	if keyed {
+		b.KeyGroups = make([]uint16, 0, g.batch)
+	}
+	return b
 }

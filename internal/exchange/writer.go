@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -12,45 +13,86 @@ type Target[E any] struct {
 	Channel int
 }
 
-// Partitioner picks the target index (0..n-1) for a record; n is the number of targets.
-type Partitioner[E any] func(e E, n int) int
+// Mode says how a Writer spreads records over its targets.
+type Mode uint8
 
-// Writer partitions records over targets and sends them in batches. Broadcast
-// writers (nil partitioner with Broadcast set) send every record to every target.
+const (
+	// RoundRobin sends each record to the next target in turn (with one
+	// target, to that one: a forward exchange).
+	RoundRobin Mode = iota
+	// Broadcast sends every record to every target.
+	Broadcast
+	// Keyed sends each record to the target that owns its key group; records
+	// are written with WriteKeyed.
+	Keyed
+)
+
+// Writer partitions records over targets and sends them in batches. It
+// belongs to one producer goroutine.
 type Writer[E any] struct {
-	targets   []Target[E]
-	bufs      [][]E
-	part      Partitioner[E]
-	broadcast bool
-	batch     int
-	pending   int // records buffered across all targets
-	blocked   atomic.Int64
+	targets []Target[E]
+	bufs    []*Batch[E]
+	mode    Mode
+	next    int      // RoundRobin: the next target
+	owner   []uint16 // Keyed: the target index of each key group
+	batch   int
+	pending int // records buffered across all targets
+	blocked atomic.Int64
 }
 
 // Blocked is the total time the writer waited for room in a full queue: its
 // backpressure. It is safe to call from any goroutine.
 func (w *Writer[E]) Blocked() time.Duration { return time.Duration(w.blocked.Load()) }
 
-// NewWriter returns a writer over targets. part chooses a target per record; if
-// broadcast is true every record goes to every target and part is ignored.
-func NewWriter[E any](targets []Target[E], part Partitioner[E], broadcast bool, batchSize int) *Writer[E] {
-	w := &Writer[E]{targets: targets, bufs: make([][]E, len(targets)), part: part, broadcast: broadcast, batch: batchSize}
-	return w
+// NewWriter returns a writer over targets in mode, sending batches of
+// batchSize records. A RoundRobin writer starts at target start (mod the
+// number of targets), so that producers do not all begin with the same one.
+// A Keyed writer's key groups are 0..maxParallelism-1 and target i owns
+// those whose kg*len(targets)/maxParallelism is i (keygroup.Subtask).
+func NewWriter[E any](targets []Target[E], mode Mode, start, maxParallelism, batchSize int) (*Writer[E], error) {
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("exchange: writer without targets")
+	}
+	if batchSize < 1 {
+		return nil, fmt.Errorf("exchange: batch size %d must be at least 1", batchSize)
+	}
+	w := &Writer[E]{targets: targets, bufs: make([]*Batch[E], len(targets)), mode: mode, batch: batchSize}
+	switch mode {
+	case RoundRobin:
+		w.next = start % len(targets)
+	case Keyed:
+		if maxParallelism < len(targets) || maxParallelism > 1<<16 {
+			return nil, fmt.Errorf("exchange: %d key groups for %d targets", maxParallelism, len(targets))
+		}
+		w.owner = make([]uint16, maxParallelism)
+		for kg := range w.owner {
+			w.owner[kg] = uint16(kg * len(targets) / maxParallelism)
+		}
+	case Broadcast:
+	default:
+		return nil, fmt.Errorf("exchange: unknown mode %d", mode)
+	}
+	return w, nil
 }
 
-// Write buffers e for its target and sends the target's batch when full.
+// Write buffers e for its target (RoundRobin) or for every target
+// (Broadcast) and sends a target's batch when it is full. A Keyed writer
+// takes WriteKeyed instead.
 func (w *Writer[E]) Write(ctx context.Context, e E) error {
-	if w.broadcast {
+	switch w.mode {
+	case Broadcast:
 		for i := range w.targets {
 			if err := w.add(ctx, i, e); err != nil {
 				return err
 			}
 		}
 		return nil
+	case Keyed:
+		return fmt.Errorf("exchange: Write on a keyed writer (use WriteKeyed)")
 	}
-	i := 0
-	if len(w.targets) > 1 {
-		i = w.part(e, len(w.targets))
+	i := w.next
+	if w.next++; w.next == len(w.targets) {
+		w.next = 0
 	}
 	return w.add(ctx, i, e)
 }
@@ -59,18 +101,61 @@ func (w *Writer[E]) add(ctx context.Context, i int, e E) error {
 	b := w.bufs[i]
 	if b == nil {
 		t := w.targets[i]
-		b = t.Gate.newBatch(t.Channel)
+		b = t.Gate.newBatch(t.Channel, false)
+		w.bufs[i] = b
 	}
-	b = append(b, e)
+	b.Records = append(b.Records, e)
 	w.pending++
-	if len(b) >= w.batch {
-		w.bufs[i] = nil
-		w.pending -= len(b)
-		t := w.targets[i]
-		return t.Gate.send(ctx, t.Channel, Message[E]{Records: b}, &w.blocked)
+	if len(b.Records) >= w.batch {
+		return w.send(ctx, i)
 	}
-	w.bufs[i] = b
 	return nil
+}
+
+// WriteKeyed partitions a whole batch of records of a Keyed writer, each
+// with its key group in kgs (parallel to es): every record is appended, with
+// its key group, to the batch of the target owning it, and full batches are
+// sent. The writer copies es and kgs; the caller may reuse them.
+func (w *Writer[E]) WriteKeyed(ctx context.Context, es []E, kgs []uint16) error {
+	if w.mode != Keyed {
+		return fmt.Errorf("exchange: WriteKeyed on a writer that is not keyed")
+	}
+	if len(kgs) != len(es) {
+		return fmt.Errorf("exchange: %d key groups for %d records", len(kgs), len(es))
+	}
+	owner := w.owner
+	w.pending += len(es) // send subtracts what it sends
+	for j := range es {
+		kg := kgs[j]
+		if int(kg) >= len(owner) {
+			w.pending -= len(es) - j
+			return fmt.Errorf("exchange: key group %d out of range [0,%d)", kg, len(owner))
+		}
+		i := owner[kg]
+		b := w.bufs[i]
+		if b == nil {
+			t := w.targets[i]
+			b = t.Gate.newBatch(t.Channel, true)
+			w.bufs[i] = b
+		}
+		b.Records = append(b.Records, es[j])
+		b.KeyGroups = append(b.KeyGroups, kg)
+		if len(b.Records) >= w.batch {
+			if err := w.send(ctx, int(i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// send sends target i's batch.
+func (w *Writer[E]) send(ctx context.Context, i int) error {
+	b := w.bufs[i]
+	w.bufs[i] = nil
+	w.pending -= len(b.Records)
+	t := w.targets[i]
+	return t.Gate.send(ctx, t.Channel, Message[E]{Batch: b}, &w.blocked)
 }
 
 // Pending is the number of records buffered and not yet sent.
@@ -82,13 +167,10 @@ func (w *Writer[E]) Flush(ctx context.Context) error {
 		return nil
 	}
 	for i, b := range w.bufs {
-		if len(b) == 0 {
+		if b == nil || len(b.Records) == 0 {
 			continue
 		}
-		w.bufs[i] = nil
-		w.pending -= len(b)
-		t := w.targets[i]
-		if err := t.Gate.send(ctx, t.Channel, Message[E]{Records: b}, &w.blocked); err != nil {
+		if err := w.send(ctx, i); err != nil {
 			return err
 		}
 	}
