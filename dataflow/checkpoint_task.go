@@ -481,6 +481,16 @@ func (oc *OperatorContext) restoreKeyed(ctx context.Context, be state.Backend, t
 // not fit the job.
 var ErrRestore = errors.New("dataflow: cannot restore")
 
+// hasState reports whether any subtask of op saved state.
+func hasState(op checkpoint.OperatorState) bool {
+	for _, st := range op.Subtasks {
+		if len(st.Keyed) > 0 || st.Timers != nil || st.Operator != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // checkRestore matches the checkpoint's operators with the job's by name.
 func (j *Job) checkRestore(c *compiled, r *restoreFrom) error {
 	m := r.m
@@ -493,8 +503,8 @@ func (j *Job) checkRestore(c *compiled, r *restoreFrom) error {
 	for _, op := range m.Operators {
 		n, ok := byName[op.Name]
 		if !ok {
-			if j.cfg.AllowNonRestoredState {
-				continue
+			if j.cfg.AllowNonRestoredState || !hasState(op) {
+				continue // nothing to lose
 			}
 			return fmt.Errorf("%w from %s (checkpoint %d): it has state for operator %q, which the job does not have; rename the operator back, or set AllowNonRestoredState to drop that state",
 				ErrRestore, r.storage.Location(), m.ID, op.Name)

@@ -57,7 +57,9 @@ type Config struct {
 	Logger *slog.Logger
 
 	// AllowNonRestoredState lets a job restore from a checkpoint that has
-	// state for operators the job no longer has; that state is dropped.
+	// state for operators the job no longer has; that state is dropped. An
+	// operator that saved no state (a stateless map, a local pre-aggregation)
+	// may be gone without it.
 	AllowNonRestoredState bool
 }
 
@@ -179,6 +181,13 @@ func Parallelism(n int) Option {
 	return func(nd *node) { nd.parallelism = n; nd.parallelismSet = true }
 }
 
+// ParallelismOfInput gives the operator the parallelism of its (first)
+// input's operator instead of the job's, so that with a default
+// partitioning it is chained to it. Operators that belong with their
+// input, such as a local pre-aggregation before a keyed exchange, use it.
+// It is ignored when Parallelism is also given.
+func ParallelismOfInput() Option { return func(nd *node) { nd.inheritPar = true } }
+
 // DisableChaining keeps the operator in a task of its own, connected to its
 // neighbours through exchanges. Useful to isolate a slow or blocking operator.
 func DisableChaining() Option { return func(nd *node) { nd.noChain = true } }
@@ -203,6 +212,7 @@ type node struct {
 	kind           nodeKind
 	parallelism    int
 	parallelismSet bool
+	inheritPar     bool // ParallelismOfInput
 	noChain        bool
 	keyed          bool
 	inputs         []*edge
@@ -239,8 +249,8 @@ type edge struct {
 	port *port
 	to   *node
 	part partitioning
-	// hash makes a per-writer function from a record to its key group; set for partHash.
-	hash func() any
+	// hash makes a writer's keyGroupsFunc for maxParallelism key groups; set for partHash.
+	hash func(maxParallelism int) any
 	// resolved at compile time
 	chained bool
 }
@@ -269,7 +279,27 @@ func (j *Job) addNode(name string, kind nodeKind, opts []Option) *node {
 	return n
 }
 
+// par is n's parallelism: set, its input's (ParallelismOfInput), or the job's.
 func (j *Job) par(n *node) int {
+	for n.inheritPar && !n.parallelismSet && len(n.inputs) > 0 {
+		n = n.inputs[0].from
+	}
+	if n.parallelismSet {
+		return n.parallelism
+	}
+	return j.cfg.Parallelism
+}
+
+// ParallelismOf is the parallelism an operator added with opts would have:
+// the one Parallelism sets, else the job's. Operator builders use it to
+// choose a plan (see Stream.Parallelism).
+func (j *Job) ParallelismOf(opts ...Option) int {
+	n := &node{}
+	for _, o := range opts {
+		if o != nil {
+			o(n)
+		}
+	}
 	if n.parallelismSet {
 		return n.parallelism
 	}

@@ -96,11 +96,18 @@ type OperatorContext struct {
 	// Keyed state and timers are restored by the runtime before Open.
 	Restored *RestoredState
 	side     map[string]any
+	chained  bool // every consumer of the main output is chained
 	m        *opMetrics
 	restore  *opRestore
 	state    state.Backend
 	timers   TimerService
 }
+
+// ChainedOutput reports whether every record the operator emits on its main
+// output goes straight to the next operator in the same task, with no
+// exchange between tasks. An operator that only pays off before an exchange
+// (a local pre-aggregation) can then step aside.
+func (oc *OperatorContext) ChainedOutput() bool { return oc.chained }
 
 // State is the keyed state backend of a keyed operator subtask: declare state
 // on it in Open with state.NewValue, state.NewMap and the rest; the runtime
@@ -157,10 +164,7 @@ func AddKeyedOperator[K comparable, In, Out any](in KeyedStream[K, In], name str
 	n.keyed = true
 	key := in.key
 	for _, e := range n.inputs {
-		e.hash = func() any {
-			h := keygroup.HashFuncFor[K]()
-			return func(v In) uint64 { return h(key(v)) }
-		}
+		e.hash = func(maxP int) any { return keyGroupsOf(key, maxP) }
 	}
 	n.ports = []*port{{typ: typeOf[Out]()}}
 	newBackend, clock := s.job.cfg.StateBackend, s.job.cfg.Clock

@@ -242,9 +242,13 @@ func (j *Job) instantiate(c *compiled, from *restoreFrom) (tasks []*task, err er
 				}
 				var counts []*int64
 				var blocked []blockedTimer
-				for _, p := range n.ports {
+				b.oc.chained = len(n.ports) > 0
+				for pi, p := range n.ports {
 					var outs []any
 					for _, e := range p.consumers {
+						if pi == 0 && !c.chained[e] {
+							b.oc.chained = false
+						}
 						if c.chained[e] {
 							outs = append(outs, inputs[e.to])
 							counts = append(counts, inputs[e.to].(counted).counter())

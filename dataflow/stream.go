@@ -24,6 +24,16 @@ type Stream[T any] struct {
 // Job returns the job the stream belongs to.
 func (s Stream[T]) Job() *Job { return s.job }
 
+// Parallelism is the number of subtasks that emit the stream: the highest
+// over the operators of a union, 0 for an invalid stream.
+func (s Stream[T]) Parallelism() int {
+	p := 0
+	for _, r := range s.srcs {
+		p = max(p, s.job.par(r.n))
+	}
+	return p
+}
+
 func (s Stream[T]) valid() bool { return s.job != nil && len(s.srcs) > 0 }
 
 // KeyedStream is a stream partitioned by key: every record with the same key
