@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/sluicedata/sluice/dataflow"
 	"github.com/sluicedata/sluice/internal/keycache"
@@ -184,6 +185,18 @@ func flushCache[K comparable, V any](c *keycache.Cache[K, V], st *state.Value[V]
 	return nil
 }
 
+// ExactMerger is an optional interface of an AggregateFunction: MergesExactly
+// reports that Merge is exact, that is, merging the accumulators of any two
+// runs of records gives the accumulator that adding all of them would, in
+// any grouping and order. A runtime may then add records into partial
+// accumulators before an exchange and merge those after it (a local-global
+// aggregation, as window.Aggregate does), and get the same results. Sums of
+// floating-point numbers are not exact (their rounding depends on the
+// order), nor is a Merge that is only correct for some inputs.
+type ExactMerger interface {
+	MergesExactly() bool
+}
+
 // Count counts records.
 func Count[T any]() CountFunc[T] { return CountFunc[T]{} }
 
@@ -194,6 +207,9 @@ func (CountFunc[T]) CreateAccumulator() int64 { return 0 }
 func (CountFunc[T]) Add(acc int64, _ T) int64 { return acc + 1 }
 func (CountFunc[T]) Merge(a, b int64) int64   { return a + b }
 func (CountFunc[T]) Result(acc int64) int64   { return acc }
+
+// MergesExactly is true: counts add up exactly (see ExactMerger).
+func (CountFunc[T]) MergesExactly() bool { return true }
 
 // Number is the constraint of Sum.
 type Number interface {
@@ -215,6 +231,19 @@ func (SumFunc[T, N]) CreateAccumulator() N { return 0 }
 func (s SumFunc[T, N]) Add(acc N, v T) N   { return acc + s.value(v) }
 func (SumFunc[T, N]) Merge(a, b N) N       { return a + b }
 func (SumFunc[T, N]) Result(acc N) N       { return acc }
+
+// MergesExactly reports whether N is an integer type, whose sums (wrapping
+// around on overflow) do not depend on the order of the additions; floating-
+// point sums do (see ExactMerger).
+func (SumFunc[T, N]) MergesExactly() bool { return isInteger[N]() }
+
+func isInteger[N Number]() bool {
+	switch reflect.TypeFor[N]().Kind() {
+	case reflect.Float32, reflect.Float64:
+		return false
+	}
+	return true
+}
 
 // Validate reports a nil value function.
 func (s SumFunc[T, N]) Validate() error {

@@ -83,6 +83,10 @@ func (MinAgg[T, V]) Merge(a, b MinMaxAcc[V]) MinMaxAcc[V] {
 }
 func (MinAgg[T, V]) Result(acc MinMaxAcc[V]) V { return acc.Value }
 
+// MergesExactly is true: the least of the least values is the least value
+// (see operators.ExactMerger).
+func (MinAgg[T, V]) MergesExactly() bool { return true }
+
 // Validate reports a nil value function.
 func (m MinAgg[T, V]) Validate() error {
 	if m.value == nil {
@@ -113,6 +117,9 @@ func (MaxAgg[T, V]) Merge(a, b MinMaxAcc[V]) MinMaxAcc[V] {
 	return MinMaxAcc[V]{Value: max(a.Value, b.Value), Seen: true}
 }
 func (MaxAgg[T, V]) Result(acc MinMaxAcc[V]) V { return acc.Value }
+
+// MergesExactly is true (see operators.ExactMerger).
+func (MaxAgg[T, V]) MergesExactly() bool { return true }
 
 // Validate reports a nil value function.
 func (m MaxAgg[T, V]) Validate() error {
@@ -149,6 +156,11 @@ func (AvgAgg[T, N]) Result(acc AvgAcc) float64 {
 	}
 	return acc.Sum / float64(acc.Count)
 }
+
+// MergesExactly reports whether N is an integer type: a float64 sum of
+// integers is exact up to 2^53 in any order, one of floating-point values
+// depends on the order (see operators.ExactMerger).
+func (AvgAgg[T, N]) MergesExactly() bool { return operators.Sum(func(T) N { return 0 }).MergesExactly() }
 
 // Validate reports a nil value function.
 func (a AvgAgg[T, N]) Validate() error {
@@ -212,6 +224,9 @@ func (TopNAgg[T, K]) Merge(a, b CountsAcc[K]) CountsAcc[K] {
 	}
 	return a
 }
+// MergesExactly is true: counts per key add up (see operators.ExactMerger).
+func (TopNAgg[T, K]) MergesExactly() bool { return true }
+
 func (t TopNAgg[T, K]) Result(acc CountsAcc[K]) []KeyCount[K] {
 	all := make([]KeyCount[K], 0, len(acc.Counts))
 	for k, n := range acc.Counts {
@@ -274,6 +289,9 @@ func (CountDistinctAgg[T, K]) Merge(a, b DistinctAcc[K]) DistinctAcc[K] {
 	return a
 }
 func (CountDistinctAgg[T, K]) Result(acc DistinctAcc[K]) int64 { return int64(len(acc.Keys)) }
+
+// MergesExactly is true: the union of sets (see operators.ExactMerger).
+func (CountDistinctAgg[T, K]) MergesExactly() bool { return true }
 
 // Validate reports a nil key function.
 func (c CountDistinctAgg[T, K]) Validate() error {

@@ -43,6 +43,7 @@ type fastAgg[K comparable, In, Acc, Out any] struct {
 	wins   *state.Value[[]slot[Acc]]
 	late   dataflow.Output[In]
 	lateN  int64
+	weight func(In) int64 // records an input stands for (partials); nil: one
 
 	// cache holds the windows of the keys seen since the last checkpoint;
 	// when it is off (nil: keys not cacheable) each record reads and writes
@@ -68,6 +69,9 @@ func newFastAgg[K comparable, In, Acc, Out any](c config, assigner Assigner, agg
 		return nil
 	}
 	o := &fastAgg[K, In, Acc, Out]{cfg: c, lateness: dataflow.Timestamp(c.lateness), agg: agg, key: key, out: out}
+	if w, ok := agg.(interface{ records(In) int64 }); ok {
+		o.weight = w.records
+	}
 	switch a := assigner.(type) {
 	case TumblingAssigner:
 		o.size, o.slide, o.offset = a.size, a.size, a.offset
@@ -146,7 +150,11 @@ func (o *fastAgg[K, In, Acc, Out]) Process(v In, ts dataflow.Timestamp) error {
 		}
 	}
 	if !added {
-		o.lateN++
+		if o.weight != nil {
+			o.lateN += o.weight(v) // a partial stands for its records
+		} else {
+			o.lateN++
+		}
 		if o.late != nil {
 			o.late.Collect(v, ts)
 		}

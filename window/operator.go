@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluicedata/sluice/dataflow"
 	"github.com/sluicedata/sluice/operators"
+	"github.com/sluicedata/sluice/state"
 )
 
 // Result is the result of one window of one key.
@@ -20,6 +21,7 @@ type Result[K comparable, V any] struct {
 type Option func(*config)
 
 type config struct {
+	preAgg   preAggMode
 	lateness time.Duration
 	lateID   string
 	lateType reflect.Type
@@ -38,6 +40,41 @@ func AllowedLateness(d time.Duration) Option { return func(c *config) { c.latene
 // it such records are dropped; either way they are counted (LateRecords).
 func LateOutput[In any](tag dataflow.OutputTag[In]) Option {
 	return func(c *config) { c.lateID, c.lateType = tag.ID(), reflect.TypeFor[In]() }
+}
+
+type preAggMode uint8
+
+const (
+	preAggAuto preAggMode = iota // when Merge is exact (operators.ExactMerger)
+	preAggOn
+	preAggOff
+)
+
+// PreAggregate turns the local pre-aggregation of Aggregate on or off. By
+// default it is on where it cannot change results: an aggregation whose
+// Merge is exact (operators.ExactMerger: Count, integer Sum and Avg, Min,
+// Max, TopN, CountDistinct), tumbling or sliding windows, the event-time
+// trigger, no allowed lateness and no late output. PreAggregate(true) turns
+// it on for an aggregation that does not say its Merge is exact (its Merge
+// must then be exact for results not to change); with other windows,
+// triggers, lateness or a late output there is none either way.
+//
+// With it, an operator named after the window operator plus "/local",
+// chained to the window operator's input (with its parallelism), folds the
+// records of each key into partial accumulators before the keyed exchange,
+// and the window operator merges them: fewer records cross between tasks
+// and the window operator adds fewer. It holds nothing across checkpoints
+// (it sends its partials before the barrier), so savepoints taken with or
+// without it restore into either. It steps aside by itself where there is
+// no exchange (parallelism 1) and while keys do not repeat often enough
+// between two of its flushes.
+func PreAggregate(on bool) Option {
+	return func(c *config) {
+		c.preAgg = preAggOff
+		if on {
+			c.preAgg = preAggOn
+		}
+	}
 }
 
 // WithTrigger replaces the default trigger (EventTimeTrigger) with t.
@@ -85,6 +122,12 @@ func Aggregate[K comparable, In, Acc, Out any](in dataflow.KeyedStream[K, In], n
 			job.ReportError(name, err)
 		}
 	}
+	// Between single subtasks the keyed edge is chained: there is no
+	// exchange for a pre-aggregation to save.
+	exchanged := job != nil && (in.Stream().Parallelism() > 1 || job.ParallelismOf(c.opts...) > 1)
+	if slide, offset, ok := preAggregates(c, assigner, agg); ok && exchanged {
+		return aggregateLocalGlobal(in, name, c, assigner, agg, slide, offset)
+	}
 	var newOp func(out dataflow.Output[Result[K, Out]]) dataflow.Operator[In]
 	if agg != nil {
 		newOp = func(out dataflow.Output[Result[K, Out]]) dataflow.Operator[In] {
@@ -96,6 +139,47 @@ func Aggregate[K comparable, In, Acc, Out any](in dataflow.KeyedStream[K, In], n
 		}
 	}
 	return dataflow.AddKeyedOperator(in, name, newOp, c.opts...)
+}
+
+// preAggregates reports whether Aggregate pre-aggregates locally (see
+// PreAggregate), and with which panes: slide long, starting at offset.
+func preAggregates[In, Acc, Out any](c config, assigner Assigner, agg operators.AggregateFunction[In, Acc, Out]) (slide, offset dataflow.Timestamp, ok bool) {
+	if agg == nil || c.preAgg == preAggOff || c.lateness != 0 || c.lateID != "" {
+		return 0, 0, false
+	}
+	if _, ok := c.trigger.(eventTimeTrigger); !ok || assigner == nil || assigner.Validate() != nil {
+		return 0, 0, false
+	}
+	if c.preAgg == preAggAuto {
+		if m, ok := agg.(operators.ExactMerger); !ok || !m.MergesExactly() {
+			return 0, 0, false
+		}
+	}
+	switch a := assigner.(type) {
+	case TumblingAssigner:
+		return a.size, a.offset, true
+	case SlidingAssigner:
+		// A partial of a sliding window's pane is merged into every window
+		// holding the pane; Merge may change either accumulator in place and
+		// return it, so one holding references would end up shared.
+		if state.HoldsReferences[Acc]() {
+			return 0, 0, false
+		}
+		return a.slide, a.offset, true
+	}
+	return 0, 0, false
+}
+
+// aggregateLocalGlobal is Aggregate with a local pre-aggregation: see local.go.
+func aggregateLocalGlobal[K comparable, In, Acc, Out any](in dataflow.KeyedStream[K, In], name string, c config, assigner Assigner, agg operators.AggregateFunction[In, Acc, Out], slide, offset dataflow.Timestamp) dataflow.Stream[Result[K, Out]] {
+	key := in.KeyFunc()
+	partials := dataflow.AddOperator(in.Stream(), localName(name), func(out dataflow.Output[partial[K, Acc]]) dataflow.Operator[In] {
+		return newLocalAgg(agg, key, slide, offset, out)
+	}, dataflow.ParallelismOfInput())
+	merge := mergeAgg[K, In, Acc, Out]{agg: agg}
+	return dataflow.AddKeyedOperator(dataflow.KeyBy(partials, partialKey[K, Acc]), name, func(out dataflow.Output[Result[K, Out]]) dataflow.Operator[partial[K, Acc]] {
+		return newFastAgg(c, assigner, merge, partialKey[K, Acc], out)
+	}, c.opts...)
 }
 
 // Process puts the records of each key into windows like Aggregate, keeps all
