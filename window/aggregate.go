@@ -160,7 +160,9 @@ func (AvgAgg[T, N]) Result(acc AvgAcc) float64 {
 // MergesExactly reports whether N is an integer type: a float64 sum of
 // integers is exact up to 2^53 in any order, one of floating-point values
 // depends on the order (see operators.ExactMerger).
-func (AvgAgg[T, N]) MergesExactly() bool { return operators.Sum(func(T) N { return 0 }).MergesExactly() }
+func (AvgAgg[T, N]) MergesExactly() bool {
+	return operators.Sum(func(T) N { return 0 }).MergesExactly()
+}
 
 // Validate reports a nil value function.
 func (a AvgAgg[T, N]) Validate() error {
@@ -224,6 +226,7 @@ func (TopNAgg[T, K]) Merge(a, b CountsAcc[K]) CountsAcc[K] {
 	}
 	return a
 }
+
 // MergesExactly is true: counts per key add up (see operators.ExactMerger).
 func (TopNAgg[T, K]) MergesExactly() bool { return true }
 

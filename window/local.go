@@ -202,7 +202,7 @@ func (m mergeAgg[K, In, Acc, Out]) CreateAccumulator() Acc { return m.agg.Create
 func (m mergeAgg[K, In, Acc, Out]) Add(acc Acc, p partial[K, Acc]) Acc {
 	return m.agg.Merge(acc, p.Acc)
 }
-func (m mergeAgg[K, In, Acc, Out]) Merge(a, b Acc) Acc  { return m.agg.Merge(a, b) }
+func (m mergeAgg[K, In, Acc, Out]) Merge(a, b Acc) Acc { return m.agg.Merge(a, b) }
 func (m mergeAgg[K, In, Acc, Out]) Result(acc Acc) Out { return m.agg.Result(acc) }
 
 // records is the number of records p stands for, for LateRecords.

@@ -232,7 +232,10 @@ func TestPreAggregationOnlyWhereSafe(t *testing.T) {
 		job  func() *dataflow.Job
 		want bool
 	}{
-		{"sliding count", func() *dataflow.Job { j, _ := preAggJob(dataflow.Config{}, 10, false, 2, sliding, window.Count[tick]()); return j }, true},
+		{"sliding count", func() *dataflow.Job {
+			j, _ := preAggJob(dataflow.Config{}, 10, false, 2, sliding, window.Count[tick]())
+			return j
+		}, true},
 		{"sliding top-n", func() *dataflow.Job {
 			j, _ := preAggJob(dataflow.Config{}, 10, false, 2, sliding, window.TopN(3, func(e tick) int64 { return e.Value }))
 			return j
