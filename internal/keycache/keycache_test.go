@@ -120,3 +120,59 @@ func TestCacheable(t *testing.T) {
 		require.Equal(t, c.want, keycache.Cacheable(typ), "%v", typ)
 	}
 }
+
+// A cache that fills up while it misses grows 4 times at each flush, up to
+// Growth times its first size, and then turns off.
+func TestCacheThatFillsAndMissesGrows(t *testing.T) {
+	b := newBackend(t)
+	v, err := state.NewValue[int64](b, "v")
+	require.NoError(t, err)
+	c := keycache.New[int64, int64](b, 128, 2)
+	write := func(e *keycache.Entry[int64, int64]) error { return v.Update(e.Value) }
+	next := int64(0)
+	fill := func() int { // misses new keys until the cache is full; returns how many it took
+		n := 0
+		for !c.Full() {
+			require.Nil(t, c.Get(next))
+			c.Put(next, next).Dirty = true
+			next++
+			n++
+		}
+		return n
+	}
+	var sizes []int
+	for c.On() {
+		sizes = append(sizes, fill())
+		require.NoError(t, c.Flush(write))
+		require.Zero(t, c.Len())
+	}
+	require.Equal(t, []int{2, 8, 32}, sizes, "grows 4x per flush to Growth (16) x 2, then turns off")
+	for k := range next { // every value was written back on the way
+		c.SetCurrentKey(k)
+		got, ok, err := v.Get()
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, k, got)
+	}
+}
+
+// A cache that hits keeps its size: only missing costs growth.
+func TestCacheThatHitsKeepsItsSize(t *testing.T) {
+	c := keycache.New[int64, int](newBackend(t), 128, 2)
+	for range 3 {
+		for k := range int64(2) {
+			require.Nil(t, c.Get(k))
+			c.Put(k, 0)
+			for range 2 {
+				require.NotNil(t, c.Get(k))
+			}
+		}
+		require.True(t, c.Full())
+		require.NoError(t, c.Flush(func(*keycache.Entry[int64, int]) error { return nil }))
+		require.True(t, c.On())
+	}
+	for k := range int64(2) {
+		c.Put(k, 0)
+	}
+	require.True(t, c.Full(), "still 2 keys")
+}
