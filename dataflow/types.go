@@ -90,11 +90,12 @@ func keyGroupsOf[K comparable, T any](key func(T) K, maxP int) keyGroupsFunc[T] 
 	mask, pow2 := m-1, m&(m-1) == 0
 	switch {
 	case pow2 && keygroup.FixedSize[K]() == 8 && isSignedInt64[K]():
+		var x keygroup.Uint64Hasher
 		return func(rs []record[T], kgs []uint16) {
 			kgs = kgs[:len(rs)]
 			for i := range rs {
 				k := key(rs[i].v)
-				kgs[i] = uint16(keygroup.HashUint64(*(*uint64)(unsafe.Pointer(&k))^1<<63) & mask)
+				kgs[i] = uint16(x.Hash(*(*uint64)(unsafe.Pointer(&k))^1<<63) & mask)
 			}
 		}
 	case pow2:

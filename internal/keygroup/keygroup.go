@@ -57,6 +57,33 @@ func HashUint64(u uint64) uint64 {
 	return fmix64(h)
 }
 
+// Uint64Hasher is HashUint64 for keys that share their high bytes (ids,
+// counters, small numbers): it keeps the FNV state after the high four
+// bytes of the last key and starts from it when the next key has the same
+// ones, saving half the steps. It is used by one goroutine.
+type Uint64Hasher struct {
+	hi, h uint64
+	ok    bool
+}
+
+// Hash is HashUint64(u).
+func (x *Uint64Hasher) Hash(u uint64) uint64 {
+	if hi := u >> 32; !x.ok || hi != x.hi {
+		h := uint64(fnvOffset)
+		h = (h ^ hi>>24) * fnvPrime
+		h = (h ^ hi>>16&0xff) * fnvPrime
+		h = (h ^ hi>>8&0xff) * fnvPrime
+		h = (h ^ hi&0xff) * fnvPrime
+		x.hi, x.h, x.ok = hi, h, true
+	}
+	h := x.h
+	h = (h ^ u>>24&0xff) * fnvPrime
+	h = (h ^ u>>16&0xff) * fnvPrime
+	h = (h ^ u>>8&0xff) * fnvPrime
+	h = (h ^ u&0xff) * fnvPrime
+	return fmix64(h)
+}
+
 func fmix64(k uint64) uint64 {
 	k ^= k >> 33
 	k *= 0xff51afd7ed558ccd

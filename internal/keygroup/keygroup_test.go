@@ -85,6 +85,7 @@ func TestIntegerHashesAgreeWithEncoding(t *testing.T) {
 	for range 1000 {
 		vals = append(vals, int64(rng.Uint64()))
 	}
+	var x Uint64Hasher
 	for _, v := range vals {
 		checkHash(t, int64(v))
 		checkHash(t, int(v))
@@ -95,6 +96,8 @@ func TestIntegerHashesAgreeWithEncoding(t *testing.T) {
 		checkHash(t, int16(v))
 		checkHash(t, uint8(v))
 		require.Equal(t, Hash(binary.BigEndian.AppendUint64(nil, uint64(v))), HashUint64(uint64(v)))
+		require.Equal(t, HashUint64(uint64(v)), x.Hash(uint64(v)))
+		require.Equal(t, HashUint64(uint64(v)+1), x.Hash(uint64(v)+1), "the same high bytes")
 	}
 }
 
