@@ -172,7 +172,7 @@ func AddKeyedOperator[K comparable, In, Out any](in KeyedStream[K, In], name str
 		op := newOp(b.outs[0].(Output[Out]))
 		l := newLink(b, op)
 		oc := b.oc
-		l.openKeyed = func(ctx context.Context) (func(In), state.Backend, timerDriver, error) {
+		l.openKeyed = func(ctx context.Context) (func(In, int), state.Backend, timerDriver, error) {
 			be, err := newBackend(state.Config{OperatorUID: oc.Operator, KeyGroups: oc.KeyGroups, MaxParallelism: oc.MaxParallelism})
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("state backend: %w", err)
@@ -180,7 +180,13 @@ func AddKeyedOperator[K comparable, In, Out any](in KeyedStream[K, In], name str
 			h, _ := op.(TimerHandler[K])
 			kt := newKeyedTimers(be, h, clock, oc.MaxParallelism)
 			oc.timers = kt
-			return func(v In) { kt.setRecordKey(key(v)) }, be, kt, nil
+			return func(v In, kg int) {
+				if kg < 0 {
+					kt.setRecordKey(key(v))
+				} else {
+					kt.setRecordKeyGroup(key(v), kg)
+				}
+			}, be, kt, nil
 		}
 		return l, l, nil
 	}

@@ -440,9 +440,10 @@ type link[In any] struct {
 	oc   *OperatorContext
 	outs []watermarker
 	// Keyed operators: openKeyed makes the state backend and the function that
-	// sets the current key from a record; setKey runs before every Process.
-	openKeyed func(ctx context.Context) (func(In), state.Backend, timerDriver, error)
-	setKey    func(In)
+	// sets the current key from a record and its key group (-1: not known);
+	// setKey runs before every Process.
+	openKeyed func(ctx context.Context) (func(In, int), state.Backend, timerDriver, error)
+	setKey    func(In, int)
 	backend   state.Backend
 	timers    timerDriver
 }
@@ -457,7 +458,23 @@ func (l *link[In]) Collect(v In, ts Timestamp) {
 	t.cur = l.idx
 	l.cnt.in++
 	if l.setKey != nil {
-		l.setKey(v)
+		l.setKey(v, -1)
+	}
+	if err := l.op.Process(v, ts); err != nil {
+		t.fail(l.idx, err)
+	}
+	t.cur = prev
+}
+
+// collectKeyed is Collect for a record of a keyed exchange, with the key
+// group the producer computed (see keyedHead).
+func (l *link[In]) collectKeyed(v In, ts Timestamp, kg uint16) {
+	t := l.t
+	prev := t.cur
+	t.cur = l.idx
+	l.cnt.in++
+	if l.setKey != nil {
+		l.setKey(v, int(kg))
 	}
 	if err := l.op.Process(v, ts); err != nil {
 		t.fail(l.idx, err)

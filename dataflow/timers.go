@@ -509,6 +509,7 @@ type keyedTimers[K comparable] struct {
 	enc      []byte
 	kg       int
 	resolved bool
+	kgKnown  bool // kg came with the record (setRecordKeyGroup)
 	encode   keygroup.Encoder[K]
 	maxP     uint64
 	buf      []byte
@@ -550,7 +551,14 @@ func (s *keyedTimers[K]) setCurrent(key K, enc []byte, kg int) {
 // encoding and key group are computed only if the operator registers a
 // timer or reads keyed state for it. The backend learns of it by seq.
 func (s *keyedTimers[K]) setRecordKey(key K) {
-	s.key, s.resolved = key, false
+	s.key, s.resolved, s.kgKnown = key, false, false
+	s.seq++
+}
+
+// setRecordKeyGroup is setRecordKey for a record whose key group the
+// exchange carried: resolving the key then only encodes it.
+func (s *keyedTimers[K]) setRecordKeyGroup(key K, kg int) {
+	s.key, s.kg, s.resolved, s.kgKnown = key, kg, false, true
 	s.seq++
 }
 
@@ -561,7 +569,10 @@ func (s *keyedTimers[K]) resolveKey() (int, []byte) {
 			s.encode = keygroup.EncoderFor[K]()
 		}
 		s.buf = s.encode(s.buf[:0], s.key)
-		s.enc, s.kg, s.resolved = s.buf, int(keygroup.Hash(s.buf)%s.maxP), true
+		s.enc, s.resolved = s.buf, true
+		if !s.kgKnown {
+			s.kg = int(keygroup.Hash(s.buf) % s.maxP)
+		}
 	}
 	return s.kg, s.enc
 }
