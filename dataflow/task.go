@@ -466,18 +466,24 @@ func (l *link[In]) Collect(v In, ts Timestamp) {
 	t.cur = prev
 }
 
-// collectKeyed is Collect for a record of a keyed exchange, with the key
-// group the producer computed (see keyedHead).
-func (l *link[In]) collectKeyed(v In, ts Timestamp, kg uint16) {
+// collectKeyed is Collect for the records of a batch of a keyed exchange,
+// each with the key group the producer computed (kgs, parallel to rs; see
+// keyedHead): one call per batch, so that the loop over its records runs
+// here, with the current operator and the count set once.
+func (l *link[In]) collectKeyed(rs []record[In], kgs []uint16) {
 	t := l.t
 	prev := t.cur
 	t.cur = l.idx
-	l.cnt.in++
-	if l.setKey != nil {
-		l.setKey(v, int(kg))
-	}
-	if err := l.op.Process(v, ts); err != nil {
-		t.fail(l.idx, err)
+	l.cnt.in += int64(len(rs))
+	kgs = kgs[:len(rs)]
+	for i := range rs {
+		r := &rs[i]
+		if l.setKey != nil {
+			l.setKey(r.v, int(kgs[i]))
+		}
+		if err := l.op.Process(r.v, r.ts); err != nil {
+			t.fail(l.idx, err)
+		}
 	}
 	t.cur = prev
 }

@@ -316,10 +316,7 @@ func (g *gateInput[T]) poll(t *task) bool {
 	}
 	b := m.Batch
 	if kh := g.keyed; kh != nil && b.KeyGroups != nil {
-		for i := range b.Records {
-			r := &b.Records[i]
-			kh.collectKeyed(r.v, r.ts, b.KeyGroups[i])
-		}
+		kh.collectKeyed(b.Records, b.KeyGroups)
 	} else {
 		head := g.head
 		for i := range b.Records {
@@ -331,8 +328,8 @@ func (g *gateInput[T]) poll(t *task) bool {
 	return true
 }
 
-// keyedHead is the head of a chain fed by a keyed exchange: it takes each
-// record with the key group the producer computed.
+// keyedHead is the head of a chain fed by a keyed exchange: it takes a
+// batch's records with the key groups the producer computed.
 type keyedHead[T any] interface {
-	collectKeyed(v T, ts Timestamp, kg uint16)
+	collectKeyed(rs []record[T], kgs []uint16)
 }
