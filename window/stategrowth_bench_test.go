@@ -35,6 +35,10 @@ import (
 //   - peak-RSS-MB: the child's peak resident memory;
 //   - B/key: the growth of RSS over the run (peak minus the RSS before the
 //     job) per key;
+//   - end-anon-RSS-MB, end-file-RSS-MB: when file pages count, the RSS at
+//     the end of the job split into anonymous memory and file pages
+//     (Badger's memory-mapped tables, which the kernel reclaims under
+//     pressure, counted in the peak too);
 //   - Badger cases: raw-reads/s, Badger's own single-goroutine point-read
 //     rate (txn.Get of random existing keys, one read transaction) in a
 //     store of as many keys of the backend's layout, built in the same
@@ -145,12 +149,20 @@ type growthResult struct {
 	BytesPerKey float64
 	RawReads    float64 // Badger's raw point reads/s, 0 on the heap
 	Results     int64
+	// RSS at the end of the job, in bytes: anonymous (the Go heap, Badger's
+	// memtables and caches) and file pages (Badger's memory-mapped tables,
+	// which the kernel reclaims under pressure)
+	AnonRSS, FileRSS float64
 }
 
 func (r growthResult) report(b *testing.B) {
 	b.ReportMetric(r.Rate, "ev/s")
 	b.ReportMetric(r.PeakRSS/1e6, "peak-RSS-MB")
 	b.ReportMetric(r.BytesPerKey, "B/key")
+	if r.FileRSS > 1<<20 {
+		b.ReportMetric(r.AnonRSS/1e6, "end-anon-RSS-MB")
+		b.ReportMetric(r.FileRSS/1e6, "end-file-RSS-MB")
+	}
 	if r.RawReads > 0 {
 		b.ReportMetric(r.RawReads, "raw-reads/s")
 		b.ReportMetric(r.Rate/r.RawReads, "x-raw-read")
@@ -251,6 +263,7 @@ func runGrowthCase(b *testing.B, c growthCase) growthResult {
 	r := growthResult{Rate: float64(c.events) / time.Since(t0).Seconds(), Results: got.Load()}
 	b.StopTimer()
 	r.PeakRSS = procStatus(b, "VmHWM")
+	r.AnonRSS, r.FileRSS = procStatus(b, "RssAnon"), procStatus(b, "RssFile")
 	r.BytesPerKey = (r.PeakRSS - startRSS) / float64(c.keys)
 	if want := distinctKeyWindows(c); r.Results != want {
 		b.Fatalf("%s: %d results, want one per key and window with events: %d", c.name, r.Results, want)
