@@ -147,9 +147,10 @@ func (o *aggregateOp[K, In, Acc, Out]) Process(v In, ts dataflow.Timestamp) erro
 var maxCachedKeys = 1 << 16
 
 // cached returns the cache entry of v's key, reading the key's value from
-// st into the cache on a miss: an entry that is not Dirty has no value in
-// keyed state. It returns nil when the cache is off: the caller then uses
-// st itself, with the runtime's current key.
+// st into the cache on a miss (taking it out of st when the cache owns its
+// values): an entry that is not Dirty has no value in keyed state. It
+// returns nil when the cache is off: the caller then uses st itself, with
+// the runtime's current key.
 func cached[K comparable, In, V any](c *keycache.Cache[K, V], key func(In) K, v In, st *state.Value[V]) (*keycache.Entry[K, V], error) {
 	if !c.On() {
 		return nil, nil
@@ -170,6 +171,11 @@ func cached[K comparable, In, V any](c *keycache.Cache[K, V], key func(In) K, v 
 	val, ok, err := st.Get()
 	if err != nil {
 		return nil, err
+	}
+	if ok && c.Owns() {
+		if err := st.Clear(); err != nil {
+			return nil, err
+		}
 	}
 	e := c.Put(k, val)
 	e.Dirty = ok

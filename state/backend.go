@@ -98,6 +98,14 @@ type Backend interface {
 	base() *core
 }
 
+// InMemory reports whether b keeps all its state in memory, as the heap
+// backend does, rather than in a store with a bounded cache (Badger). A
+// cache an operator keeps in front of such a backend saves work but no
+// memory, and holding a value in both doubles its memory: an operator may
+// then take a value out of keyed state while it caches it, and write it
+// back before the next snapshot (see internal/keycache).
+func InMemory(b Backend) bool { return b.base().store == nil }
+
 // SnapshotOptions tunes one snapshot.
 type SnapshotOptions struct {
 	// Full forces a full base (e.g. for a savepoint, which must be self-contained).

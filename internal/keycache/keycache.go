@@ -20,6 +20,13 @@
 // key: BenchmarkStateGrowth in window/ measured heap/1M at 1.3-1.6x with
 // two thirds of the peak RSS).
 //
+// In front of a backend that keeps its state in memory (state.InMemory),
+// the cache owns what it holds (Owns): the operator takes a value out of
+// keyed state when it caches it (reads it, then clears it) and marks the
+// entry Dirty, so that Flush writes it back. Memory then holds each key's
+// value once, and the cache is never Full: a bound would save no memory,
+// since keyed state would hold the values it moved out.
+//
 // Only keys whose Go equality is their encoding's can be cached (strings,
 // integers, bools, and arrays and plain structs of them; see Cacheable):
 // the cache is a Go-equality index of what keyed state holds by encoded key.
@@ -48,11 +55,18 @@ type Entry[K comparable, V any] struct {
 
 // Cache is a write-back cache of values by key. A nil *Cache is off.
 type Cache[K comparable, V any] struct {
-	idx     keyindex.Index[K]
-	entries []Entry[K, V]
-	max     int // keys it holds before it is Full
-	limit   int // max grows up to limit
-	off     bool
+	idx keyindex.Index[K]
+	// chunks hold the entries in the order they were cached, chunkSize to
+	// a chunk: a cache that grows allocates a chunk, instead of copying
+	// every entry into a bigger array and leaving the old one as garbage
+	// (a window operator's cache of 1M keys allocated 470 MB for 96 MB of
+	// entries).
+	chunks [][]Entry[K, V]
+	n      int // entries
+	max    int // keys it holds before it is Full
+	limit  int // max grows up to limit
+	off    bool
+	owns   bool // the backend is in memory: see Owns
 	// lookups since the cache was last emptied
 	hits, misses int64
 
@@ -74,8 +88,15 @@ func New[K comparable, V any](backend state.Backend, maxParallelism, maxKeys int
 	if maxKeys <= 0 || !Cacheable(reflect.TypeFor[K]()) {
 		return nil
 	}
-	return &Cache[K, V]{max: maxKeys, limit: maxKeys * Growth, backend: backend, maxP: maxParallelism, enc: keygroup.EncoderFor[K]()}
+	return &Cache[K, V]{max: maxKeys, limit: maxKeys * Growth, owns: state.InMemory(backend),
+		backend: backend, maxP: maxParallelism, enc: keygroup.EncoderFor[K]()}
 }
+
+// Owns reports whether the cache is the only holder of the values it
+// caches: the backend keeps its state in memory, and the operator clears a
+// key's value from keyed state when it caches it, marking the entry Dirty
+// (see the package documentation).
+func (c *Cache[K, V]) Owns() bool { return c != nil && c.owns }
 
 // On reports whether the cache is in use: not nil and not turned off.
 func (c *Cache[K, V]) On() bool { return c != nil && !c.off }
@@ -84,26 +105,37 @@ func (c *Cache[K, V]) On() bool { return c != nil && !c.off }
 func (c *Cache[K, V]) Get(key K) *Entry[K, V] {
 	if i, ok := c.idx.Get(key); ok {
 		c.hits++
-		return &c.entries[i]
+		return c.at(int(i))
 	}
 	c.misses++
 	return nil
 }
 
 // Full reports whether the cache holds as many keys as it may: the caller
-// flushes it before it Puts another.
-func (c *Cache[K, V]) Full() bool { return len(c.entries) >= c.max }
+// flushes it before it Puts another. A cache that Owns its values is never
+// full.
+func (c *Cache[K, V]) Full() bool { return !c.owns && c.n >= c.max }
+
+// chunkSize is the number of entries of a chunk (a power of two).
+const chunkSize = 1 << 10
+
+func (c *Cache[K, V]) at(i int) *Entry[K, V] { return &c.chunks[i/chunkSize][i%chunkSize] }
 
 // Put caches v, as read from keyed state, for key, which is not cached, and
 // returns its entry. The entry is valid until the next Put or Flush.
 func (c *Cache[K, V]) Put(key K, v V) *Entry[K, V] {
-	c.idx.Put(key, int32(len(c.entries)))
-	c.entries = append(c.entries, Entry[K, V]{Key: key, Value: v})
-	return &c.entries[len(c.entries)-1]
+	if c.n == len(c.chunks)*chunkSize {
+		c.chunks = append(c.chunks, make([]Entry[K, V], chunkSize))
+	}
+	c.idx.Put(key, int32(c.n))
+	e := c.at(c.n)
+	c.n++
+	*e = Entry[K, V]{Key: key, Value: v}
+	return e
 }
 
 // Len returns the number of cached keys.
-func (c *Cache[K, V]) Len() int { return len(c.entries) }
+func (c *Cache[K, V]) Len() int { return c.n }
 
 // Flush writes every dirty entry to keyed state, in the order the keys were
 // cached, with write, the entry's key made the backend's current key; then
@@ -120,8 +152,8 @@ func (c *Cache[K, V]) Flush(write func(e *Entry[K, V]) error) error {
 	if c == nil {
 		return nil
 	}
-	for i := range c.entries {
-		e := &c.entries[i]
+	for i := range c.n {
+		e := c.at(i)
 		if !e.Dirty {
 			continue
 		}
@@ -132,14 +164,16 @@ func (c *Cache[K, V]) Flush(write func(e *Entry[K, V]) error) error {
 	}
 	full := c.Full()
 	c.idx.Clear()
-	clear(c.entries)
-	c.entries = c.entries[:0]
+	for i := range (c.n + chunkSize - 1) / chunkSize {
+		clear(c.chunks[i]) // the chunks stay, for the keys to come
+	}
+	c.n = 0
 	switch {
 	case c.hits >= c.misses:
 	case full && c.max < c.limit:
 		c.max = min(c.limit, c.max*4)
 	default:
-		c.off, c.entries = true, nil
+		c.off, c.chunks = true, nil
 		c.idx = keyindex.Index[K]{}
 	}
 	c.hits, c.misses = 0, 0

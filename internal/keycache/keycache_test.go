@@ -14,12 +14,64 @@ import (
 	"github.com/sluicedata/sluice/state"
 )
 
+var testConfig = state.Config{OperatorUID: "op", KeyGroups: keygroup.Range{Start: 0, End: 128}, MaxParallelism: 128}
+
+// newBackend returns a Badger backend: in front of it, the cache is
+// bounded (it does not own its values).
 func newBackend(t *testing.T) state.Backend {
 	t.Helper()
-	b, err := state.NewHeap(state.Config{OperatorUID: "op", KeyGroups: keygroup.Range{Start: 0, End: 128}, MaxParallelism: 128})
+	b, err := state.NewBadger(testConfig, state.BadgerConfig{Dir: t.TempDir(), CacheEntries: 1000})
 	require.NoError(t, err)
 	t.Cleanup(func() { b.Close() })
 	return b
+}
+
+// In front of the heap backend the cache owns its values: it is never
+// full, and what an operator takes out of keyed state comes back at Flush.
+func TestCacheOwnsValuesOfAnInMemoryBackend(t *testing.T) {
+	b, err := state.NewHeap(testConfig)
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	require.True(t, state.InMemory(b))
+	require.False(t, state.InMemory(newBackend(t)))
+	v, err := state.NewValue[int](b, "v")
+	require.NoError(t, err)
+	for k, x := range map[string]int{"a": 1, "b": 2} {
+		b.SetCurrentKey(0, []byte(k))
+		require.NoError(t, v.Update(x))
+	}
+	c := keycache.New[string, int](b, 128, 1)
+	require.True(t, c.Owns())
+	for _, k := range []string{"a", "b", "c"} {
+		require.False(t, c.Full(), "a cache that owns its values has no bound")
+		c.SetCurrentKey(k)
+		x, ok, err := v.Get()
+		require.NoError(t, err)
+		if ok {
+			require.NoError(t, v.Clear()) // taken out
+		}
+		e := c.Put(k, x)
+		e.Dirty = ok
+	}
+	c.Get("a").Value = 10
+	for _, k := range []string{"a", "b"} {
+		c.SetCurrentKey(k)
+		_, ok, err := v.Get()
+		require.NoError(t, err)
+		require.False(t, ok, "%s is held by the cache alone", k)
+	}
+	require.NoError(t, c.Flush(func(e *keycache.Entry[string, int]) error { return v.Update(e.Value) }))
+	for k, want := range map[string]int{"a": 10, "b": 2} {
+		c.SetCurrentKey(k)
+		got, ok, err := v.Get()
+		require.NoError(t, err)
+		require.True(t, ok, k)
+		require.Equal(t, want, got, k)
+	}
+	c.SetCurrentKey("c")
+	_, ok, err := v.Get()
+	require.NoError(t, err)
+	require.False(t, ok, "c had no value")
 }
 
 func TestCacheWritesBackDirtyEntriesAndEmpties(t *testing.T) {
