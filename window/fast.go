@@ -27,8 +27,12 @@ import (
 // of leaving keyed state and coming back with its next record.
 // SnapshotState, which the runtime calls right before it captures keyed
 // state, writes the changed keys to keyed state and empties the cache, so
-// every checkpoint holds the windows exactly; so does a cache that outgrows
-// maxCachedKeys. A cache that misses more than it hits is turned off.
+// every checkpoint holds the windows exactly; so does a cache in front of
+// Badger that outgrows maxCachedKeys. In front of the heap backend the
+// cache takes a key's windows out of keyed state when it caches them, so
+// that memory holds them once, and has no bound. A cache that misses more
+// than it hits is turned off. A cached key's windows are a slotList: a
+// tumbling window's sit in the cache entry itself.
 type fastAgg[K comparable, In, Acc, Out any] struct {
 	cfg config
 	// the assigner's: windows of size starting at offset plus multiples of
@@ -48,13 +52,13 @@ type fastAgg[K comparable, In, Acc, Out any] struct {
 	// cache holds the windows of the keys seen since the last checkpoint;
 	// when it is off (nil: keys not cacheable) each record reads and writes
 	// keyed state, through direct.
-	cache  *keycache.Cache[K, []slot[Acc]]
+	cache  *keycache.Cache[K, slotList[Acc]]
 	direct keyWindows[K, Acc]
 }
 
 // keyWindows is one key's windows as the operator works on them: Value is
 // the list, Dirty (cached entries) that it differs from keyed state.
-type keyWindows[K comparable, Acc any] = keycache.Entry[K, []slot[Acc]]
+type keyWindows[K comparable, Acc any] = keycache.Entry[K, slotList[Acc]]
 
 // maxCachedKeys bounds the write-back cache: when it holds this many keys
 // it is written to keyed state and emptied, so a job with more keys than
@@ -88,7 +92,7 @@ func (o *fastAgg[K, In, Acc, Out]) Open(_ context.Context, oc *dataflow.Operator
 	if o.wins, err = newWindowsState[Acc](oc.State()); err != nil {
 		return err
 	}
-	o.cache = keycache.New[K, []slot[Acc]](oc.State(), oc.MaxParallelism, maxCachedKeys)
+	o.cache = keycache.New[K, slotList[Acc]](oc.State(), oc.MaxParallelism, maxCachedKeys)
 	if o.cfg.lateID != "" {
 		o.late = dataflow.NewOutputTag[In](o.cfg.lateID).Output(oc)
 	}
@@ -126,11 +130,12 @@ func (o *fastAgg[K, In, Acc, Out]) Process(v In, ts dataflow.Timestamp) error {
 		w := span(ts, d, o.size)
 		if ct := o.cleanupTime(w); ct > wm {
 			added = true
-			i, ok := findSlot(kw.Value, w)
+			s := kw.Value.view()
+			i, ok := findSlot(s, w)
 			if ok {
-				kw.Value[i].acc = o.agg.Add(kw.Value[i].acc, v)
+				s[i].acc = o.agg.Add(s[i].acc, v)
 			} else {
-				kw.Value = insertSlot(kw.Value, i, slot[Acc]{win: w, acc: o.agg.Add(o.agg.CreateAccumulator(), v)})
+				kw.Value.insert(i, slot[Acc]{win: w, acc: o.agg.Add(o.agg.CreateAccumulator(), v)})
 				// The timers exist exactly while the window's state does.
 				end := w.MaxTimestamp()
 				if end > wm {
@@ -142,7 +147,7 @@ func (o *fastAgg[K, In, Acc, Out]) Process(v In, ts dataflow.Timestamp) error {
 			}
 			if w.MaxTimestamp() <= wm {
 				// Late within the allowed lateness: fire again at once.
-				o.out.Collect(Result[K, Out]{Key: o.key(v), Window: w, Value: o.agg.Result(kw.Value[i].acc)}, w.MaxTimestamp())
+				o.out.Collect(Result[K, Out]{Key: o.key(v), Window: w, Value: o.agg.Result(kw.Value.view()[i].acc)}, w.MaxTimestamp())
 			}
 		}
 		if d >= o.size-o.slide {
@@ -170,10 +175,13 @@ func (o *fastAgg[K, In, Acc, Out]) OnTimer(key K, t dataflow.Timer) error {
 		return nil // registers none
 	}
 	kw, err := o.windows(key)
-	if err != nil || len(kw.Value) == 0 {
+	if err != nil {
 		return err
 	}
-	s := kw.Value
+	s := kw.Value.view()
+	if len(s) == 0 {
+		return nil
+	}
 	keep := s[:0]
 	for _, x := range s {
 		if x.win.MaxTimestamp() == t.Time {
@@ -186,8 +194,7 @@ func (o *fastAgg[K, In, Acc, Out]) OnTimer(key K, t dataflow.Timer) error {
 	if len(keep) == len(s) {
 		return nil
 	}
-	clear(s[len(keep):]) // drop the accumulators' references
-	kw.Value = keep
+	kw.Value.truncate(len(keep))
 	return o.changed(kw)
 }
 
@@ -207,10 +214,19 @@ func (o *fastAgg[K, In, Acc, Out]) windows(key K) (*keyWindows[K, Acc], error) {
 	}
 	s, _, err := o.wins.Get()
 	if err != nil || !o.cache.On() { // off, or the flush turned it off
-		o.direct.Value = s
+		o.direct.Value.wrap(s)
 		return &o.direct, err
 	}
-	return o.cache.Put(key, s), nil
+	taken := len(s) > 0 && o.cache.Owns()
+	if taken {
+		if err := o.wins.Clear(); err != nil {
+			return nil, err
+		}
+	}
+	kw := o.cache.Put(key, slotList[Acc]{})
+	kw.Value.set(s)
+	kw.Dirty = taken // written back at the next flush
+	return kw, nil
 }
 
 // changed records that kw, the windows of the current key, changed.
@@ -219,20 +235,20 @@ func (o *fastAgg[K, In, Acc, Out]) changed(kw *keyWindows[K, Acc]) error {
 	case o.cache.On():
 		kw.Dirty = true
 		return nil
-	case len(kw.Value) == 0:
+	case len(kw.Value.view()) == 0:
 		return o.wins.Clear()
 	}
-	return o.wins.Update(kw.Value)
+	return o.wins.Update(kw.Value.slice())
 }
 
 // flush writes the cache's changed keys to keyed state and empties it (see
 // keycache.Cache.Flush).
 func (o *fastAgg[K, In, Acc, Out]) flush() error {
 	err := o.cache.Flush(func(kw *keyWindows[K, Acc]) error {
-		if len(kw.Value) == 0 {
+		if len(kw.Value.view()) == 0 {
 			return o.wins.Clear()
 		}
-		return o.wins.Update(kw.Value)
+		return o.wins.Update(kw.Value.slice())
 	})
 	if err != nil {
 		return fmt.Errorf("write window cache to keyed state: %w", err)

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/sluicedata/sluice/connectors/memory"
 	"github.com/sluicedata/sluice/dataflow"
 	"github.com/sluicedata/sluice/operators"
+	"github.com/sluicedata/sluice/state"
 	"github.com/sluicedata/sluice/window"
 )
 
@@ -29,7 +33,7 @@ type fired struct {
 // windowScript runs a random script of records (out of order, some late) and
 // watermarks through a keyed window aggregation, and returns what came out
 // after each step: results with their event times, and late records.
-func windowScript[Acc, Out any](t *testing.T, seed uint64, assigner window.Assigner, agg operators.AggregateFunction[click, Acc, Out], opts ...window.Option) []fired {
+func windowScript[Acc, Out any](t *testing.T, cfg dataflow.Config, seed uint64, assigner window.Assigner, agg operators.AggregateFunction[click, Acc, Out], opts ...window.Option) []fired {
 	t.Helper()
 	late := dataflow.NewOutputTag[click]("late")
 	var lateOut *memory.Collector[click]
@@ -40,7 +44,7 @@ func windowScript[Acc, Out any](t *testing.T, seed uint64, assigner window.Assig
 		return operators.Map(res, "fmt", func(r window.Result[string, Out]) string {
 			return fmt.Sprintf("%s %v %v", r.Key, fmtWin(r.Window), r.Value)
 		})
-	})
+	}, cfg)
 	require.NoError(t, err)
 	defer h.Close()
 	r := rand.New(rand.NewPCG(seed, 1))
@@ -110,19 +114,38 @@ func TestDefaultTriggerMatchesGeneralOperator(t *testing.T) {
 					count := operators.Count[click]()
 					// An accumulator holding references, changed in place by Add.
 					top := window.TopN(2, func(c click) int { return c.N % 3 })
-					want := windowScript(t, seed, a, count, window.AllowedLateness(lateness), general)
-					want2 := windowScript(t, seed, a, top, window.AllowedLateness(lateness), general)
+					heap := dataflow.Config{}
+					want := windowScript(t, heap, seed, a, count, window.AllowedLateness(lateness), general)
+					want2 := windowScript(t, heap, seed, a, top, window.AllowedLateness(lateness), general)
 					// With the key cache, with ones so small they are written
-					// to keyed state every other key or every key, and
-					// without.
+					// to keyed state every other key or every key (in front
+					// of Badger: in front of the heap, the cache owns its
+					// values and has no bound), and without.
 					for _, cached := range []int{1 << 16, 2, 1, 0} {
 						restore := window.SetMaxCachedKeys(cached)
-						require.Equal(t, want, windowScript(t, seed, a, count, window.AllowedLateness(lateness)), "cache of %d keys", cached)
-						require.Equal(t, want2, windowScript(t, seed, a, top, window.AllowedLateness(lateness)), "cache of %d keys", cached)
+						cfgs := []dataflow.Config{heap}
+						if cached == 1 || cached == 2 {
+							cfgs = append(cfgs, badgerConfig(t))
+						}
+						for _, cfg := range cfgs {
+							require.Equal(t, want, windowScript(t, cfg, seed, a, count, window.AllowedLateness(lateness)), "cache of %d keys", cached)
+							require.Equal(t, want2, windowScript(t, cfg, seed, a, top, window.AllowedLateness(lateness)), "cache of %d keys", cached)
+						}
 						restore()
 					}
 				})
 			}
 		}
 	}
+}
+
+// badgerConfig runs keyed state on Badger, each backend in a directory of
+// its own under t's, with a cache of 2 entries so that state goes through
+// the store.
+func badgerConfig(t *testing.T) dataflow.Config {
+	dir := t.TempDir()
+	var n atomic.Int64
+	return dataflow.Config{StateBackend: func(cfg state.Config) (state.Backend, error) {
+		return state.NewBadger(cfg, state.BadgerConfig{Dir: filepath.Join(dir, strconv.FormatInt(n.Add(1), 10)), CacheEntries: 2})
+	}}
 }

@@ -56,6 +56,76 @@ func removeSlot[Acc any](s []slot[Acc], i int) []slot[Acc] {
 	return s[:len(s)-1]
 }
 
+// slotList is a key's windows in the fast operator's cache (fastAgg): the
+// []slot of keyed state, with up to two windows inline, so that the
+// windows of a tumbling window's key (one, or two across a window's end)
+// sit in its cache entry, with no allocation of their own and no memory
+// access more per record. More windows (sliding windows) live in ext.
+type slotList[Acc any] struct {
+	inl [2]slot[Acc]
+	ext []slot[Acc] // the windows, when not nil
+	n   uint8       // else the number of inline windows
+}
+
+// view returns the windows, valid until the list changes or moves.
+func (l *slotList[Acc]) view() []slot[Acc] {
+	if l.ext != nil {
+		return l.ext
+	}
+	return l.inl[:l.n:len(l.inl)]
+}
+
+// insert inserts x at i.
+func (l *slotList[Acc]) insert(i int, x slot[Acc]) {
+	if l.ext == nil {
+		if int(l.n) < len(l.inl) {
+			l.n = uint8(len(insertSlot(l.inl[:l.n:len(l.inl)], i, x))) // in place: the capacity holds it
+			return
+		}
+		l.ext = make([]slot[Acc], l.n, 2*len(l.inl))
+		copy(l.ext, l.inl[:l.n])
+		clear(l.inl[:]) // drop the accumulators' references
+		l.n = 0
+	}
+	l.ext = insertSlot(l.ext, i, x)
+}
+
+// truncate keeps the first n windows.
+func (l *slotList[Acc]) truncate(n int) {
+	s := l.view()
+	clear(s[n:]) // drop the accumulators' references
+	switch {
+	case l.ext == nil:
+		l.n = uint8(n)
+	case n == 0:
+		l.ext = nil
+	default:
+		l.ext = s[:n]
+	}
+}
+
+// set makes s, which the list may keep, its windows, inline if they fit.
+func (l *slotList[Acc]) set(s []slot[Acc]) {
+	if len(s) <= len(l.inl) {
+		*l = slotList[Acc]{}
+		l.n = uint8(copy(l.inl[:], s))
+		return
+	}
+	*l = slotList[Acc]{ext: s}
+}
+
+// wrap makes s its windows, kept as they are (not inline): slice then
+// returns s itself, as changed.
+func (l *slotList[Acc]) wrap(s []slot[Acc]) { *l = slotList[Acc]{ext: s} }
+
+// slice returns the windows in a slice of their own, for keyed state.
+func (l *slotList[Acc]) slice() []slot[Acc] {
+	if l.ext != nil {
+		return l.ext
+	}
+	return append([]slot[Acc](nil), l.inl[:l.n]...)
+}
+
 // slotsVersion starts the encoding of a key's windows.
 const slotsVersion = 1
 

@@ -3,6 +3,8 @@ package window
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -101,4 +103,49 @@ func FuzzSlotsCodec(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, again, third)
 	})
+}
+
+// A slotList holds two windows inline and more in a slice of its own, and
+// gives the same windows as a []slot through every change.
+func TestSlotListMatchesASlice(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	var l slotList[int64]
+	var want []slot[int64]
+	for range 2000 {
+		switch r.IntN(5) {
+		case 0, 1, 2:
+			start := dataflow.Timestamp(r.IntN(6))
+			w := Window{Start: start, End: start + 10}
+			i, ok := findSlot(want, w)
+			j, ok2 := findSlot(l.view(), w)
+			require.Equal(t, i, j)
+			require.Equal(t, ok, ok2)
+			if ok {
+				want[i].acc++
+				l.view()[j].acc++
+				continue
+			}
+			want = insertSlot(want, i, slot[int64]{win: w, acc: 1})
+			l.insert(j, slot[int64]{win: w, acc: 1})
+		case 3:
+			n := r.IntN(len(want) + 1)
+			want = want[:n]
+			l.truncate(n)
+		default:
+			// Written to keyed state and read back, into the cache (set) or
+			// not (wrap).
+			s := l.slice()
+			if r.IntN(2) == 0 {
+				l.set(slices.Clone(s))
+				require.Equal(t, len(want) > len(l.inl), l.ext != nil, "inline when it fits")
+			} else {
+				l.wrap(slices.Clone(s))
+			}
+		}
+		require.Equal(t, len(want), len(l.view()))
+		if len(want) > 0 {
+			require.Equal(t, want, l.view())
+			require.Equal(t, want, l.slice())
+		}
+	}
 }
