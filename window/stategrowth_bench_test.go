@@ -43,7 +43,11 @@ import (
 //     rate (txn.Get of random existing keys, one read transaction) in a
 //     store of as many keys of the backend's layout, built in the same
 //     child after the job, and x-raw-read, ev/s over it;
-//   - badger/1M-cached: x-heap, its ev/s over heap/1M's in the same run.
+//   - badger/1M-cached: x-heap, its ev/s over heap/1M's in the same run;
+//   - hand-ev/s, the rate of a hand-written single-threaded loop over the
+//     same events (a Go map of counts per key, emptied into results as
+//     each window ends: the events come in time order), run in the same
+//     child after the job, and x-hand, ev/s over it.
 //
 // The events span four windows, so each key gets events in several. Only
 // heap/10K and heap/100K run by default; SLUICE_HEAVY=1 adds heap/1M,
@@ -148,6 +152,7 @@ type growthResult struct {
 	PeakRSS     float64 // bytes
 	BytesPerKey float64
 	RawReads    float64 // Badger's raw point reads/s, 0 on the heap
+	HandRate    float64 // the hand-written loop's events/s
 	Results     int64
 	// RSS at the end of the job, in bytes: anonymous (the Go heap, Badger's
 	// memtables and caches) and file pages (Badger's memory-mapped tables,
@@ -163,6 +168,10 @@ func (r growthResult) report(b *testing.B) {
 		b.ReportMetric(r.AnonRSS/1e6, "end-anon-RSS-MB")
 		b.ReportMetric(r.FileRSS/1e6, "end-file-RSS-MB")
 	}
+	if r.HandRate > 0 {
+		b.ReportMetric(r.HandRate, "hand-ev/s")
+		b.ReportMetric(r.Rate/r.HandRate, "x-hand")
+	}
 	if r.RawReads > 0 {
 		b.ReportMetric(r.RawReads, "raw-reads/s")
 		b.ReportMetric(r.Rate/r.RawReads, "x-raw-read")
@@ -176,6 +185,7 @@ func summarize(runs []growthResult) growthResult {
 	r := slices.MaxFunc(runs, func(a, b growthResult) int { return int(a.PeakRSS - b.PeakRSS) })
 	r.Rate = median(runs, func(r growthResult) float64 { return r.Rate })
 	r.RawReads = median(runs, func(r growthResult) float64 { return r.RawReads })
+	r.HandRate = median(runs, func(r growthResult) float64 { return r.HandRate })
 	return r
 }
 
@@ -271,7 +281,40 @@ func runGrowthCase(b *testing.B, c growthCase) growthResult {
 	if c.badger {
 		r.RawReads = rawBadgerReads(b, c, uid)
 	}
+	t0 = time.Now()
+	if n := handGrowth(c); n != r.Results {
+		b.Fatalf("%s: the hand-written loop gave %d results, the job %d", c.name, n, r.Results)
+	}
+	r.HandRate = float64(c.events) / time.Since(t0).Seconds()
 	return r
+}
+
+// handGrowth is the hand-written baseline: the same events counted per key
+// in a Go map, emptied into results (counted) as each window ends.
+func handGrowth(c growthCase) int64 {
+	step, size := growthStep(c), dataflow.Timestamp(10*time.Second)
+	counts := map[int64]int64{}
+	var results, sum int64
+	cur := dataflow.Timestamp(0)
+	emit := func() {
+		for _, n := range counts {
+			sum += n
+			results++
+		}
+		clear(counts)
+	}
+	for seq := range c.events {
+		if w := dataflow.Timestamp(seq) * step / size; w != cur {
+			emit()
+			cur = w
+		}
+		counts[growthKey(seq, c.keys)]++
+	}
+	emit()
+	if sum != c.events {
+		panic("hand loop lost events")
+	}
+	return results
 }
 
 // distinctKeyWindows counts the (key, window) pairs of c's input.
