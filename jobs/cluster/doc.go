@@ -1,0 +1,41 @@
+// Package cluster is the control plane of several jobrunner nodes that run
+// jobs together: a replicated State kept by hashicorp/raft (raft-boltdb for
+// the log), the leader's scheduling of subtasks onto the nodes' slots, and
+// failure detection.
+//
+// Each node runs a Node: Start opens its data directory and starts a new
+// cluster, joins one (Config.Join, the REST API address of any member), or
+// rejoins with the state it has. The replicated State holds
+//
+//   - the deployments: a runner.Spec, the parallelism in it, and whether it
+//     should run (Desired);
+//   - the members: raft and API addresses, slots, and whether they are up;
+//   - the assignment of each deployment's subtasks to nodes;
+//   - the latest completed checkpoint of each deployment.
+//
+// The State changes only by Commands through the raft log, so every node
+// holds the same one; reads (Node.State, Node.Nodes) are local. A write
+// (Node.Apply) on a node that is not the leader is forwarded to the leader's
+// API, so any node takes writes; errors keep their kind (errors.Is) across
+// the forwarding.
+//
+// The leader reconciles after every change and a few times per NodeTimeout:
+// a member whose heartbeats failed for NodeTimeout is marked down and one
+// whose heartbeats resumed is marked up again, and the assignment is set to
+// what Schedule gives: subtasks stay where they are while their node is up,
+// those of a down node go to the up nodes with the most free slots, and a
+// subtask waits while no node has a free slot. When the leader dies, raft
+// elects another, which carries on from the same State.
+//
+// Handler serves the node's REST endpoints (join, forwarded commands,
+// GET /v1/nodes and GET /v1/cluster/state); the caller mounts it on the API
+// server whose address it gave in Config.APIAddr.
+//
+// This package is the first part of running one job across nodes (issue
+// 14): the data plane between nodes and running the assigned subtasks are
+// not built yet.
+//
+// A Node's methods are safe for concurrent use. Raft applies commands on its
+// own goroutine; a Node runs three more (heartbeat observations, the
+// leader's reconciliation, and its registration) until Close.
+package cluster

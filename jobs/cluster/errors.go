@@ -1,0 +1,13 @@
+package cluster
+
+import "errors"
+
+var (
+	// ErrNoDeployment: the command names a deployment the cluster does not have.
+	ErrNoDeployment = errors.New("cluster: no such deployment")
+	// ErrNoNode: the command names a node that is not a member.
+	ErrNoNode = errors.New("cluster: no such node")
+	// ErrNoLeader: no leader was known before the context ended (an election
+	// is running, or too few nodes are up for a quorum).
+	ErrNoLeader = errors.New("cluster: no leader")
+)
