@@ -35,6 +35,7 @@ verbs:
   stop <name>             stop with a savepoint (--dir DIR), or --drain
   cancel <name>           cancel without a savepoint
   checkpoints <name>      list a deployment's completed checkpoints
+  nodes                   a cluster's members, their slots and the leader
 
 job flags (run, replay, deploy, plan):
   --parallelism N          default parallelism of every operator (default 1)
@@ -61,7 +62,12 @@ serve:
   --http ADDR              listen address (default 127.0.0.1:8081)
   --checkpoint-dir DIR     where deployments keep checkpoints
   --savepoint-dir DIR      where savepoints go (default CHECKPOINT-DIR/savepoints)
-management verbs (deploy, list, status, savepoint, stop, cancel, checkpoints):
+  --node-id ID             be a node of a cluster (raft); needs --raft-addr and --data-dir
+  --raft-addr ADDR         the node's raft address (host:port other nodes dial)
+  --data-dir DIR           the node's raft log and snapshots
+  --join ADDR              the REST API address of a member to join (none: a new cluster)
+  --slots N                subtasks the node runs at most (default: the number of CPUs)
+management verbs (deploy, list, status, savepoint, stop, cancel, checkpoints, nodes):
   --runner URL             the runner (default $SLUICE_RUNNER or http://127.0.0.1:8081)
   --json                   print JSON as the API returns it
 `
@@ -90,7 +96,7 @@ func Main(ctx context.Context, reg *jobs.Registry, args []string, stdout, stderr
 		err = generate(ctx, reg, rest, stdout)
 	case "serve":
 		err = serve(ctx, reg, rest, stderr)
-	case "deploy", "list", "status", "savepoint", "stop", "cancel", "checkpoints":
+	case "deploy", "list", "status", "savepoint", "stop", "cancel", "checkpoints", "nodes":
 		err = manage(ctx, verb, rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sluicedata/sluice/jobs/cluster"
 	"github.com/sluicedata/sluice/jobs/runner"
 )
 
@@ -147,7 +148,7 @@ func manage(ctx context.Context, verb string, args []string, stdout io.Writer) e
 		}
 		rest = append(name, fs.Args()...)
 		want := 1
-		if verb == "list" {
+		if verb == "list" || verb == "nodes" {
 			want = 0
 		}
 		if len(rest) != want {
@@ -179,6 +180,34 @@ func manage(ctx context.Context, verb string, args []string, stdout io.Writer) e
 			return err
 		}
 		return printStatus(stdout, raw, asJSON)
+	case "nodes":
+		if err := c.do(ctx, http.MethodGet, "/v1/nodes", nil, &raw); err != nil {
+			if strings.Contains(err.Error(), "HTTP 404") {
+				return fmt.Errorf("the runner at %s is not a cluster node (start it with 'jobrunner serve --node-id ID --raft-addr ADDR --data-dir DIR')", base)
+			}
+			return err
+		}
+		if asJSON {
+			_, err := fmt.Fprintf(stdout, "%s", raw)
+			return err
+		}
+		var ns []cluster.NodeStatus
+		if err := json.Unmarshal(raw, &ns); err != nil {
+			return fmt.Errorf("runner at %s: GET /v1/nodes: bad answer: %w", base, err)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tSTATE\tLEADER\tSLOTS\tUSED\tRAFT\tAPI")
+		for _, n := range ns {
+			st, lead := "up", ""
+			if !n.Up {
+				st = "down"
+			}
+			if n.Leader {
+				lead = "*"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", n.ID, st, lead, n.Slots, n.Used, n.RaftAddr, n.APIAddr)
+		}
+		return tw.Flush()
 	case "list":
 		if err := c.do(ctx, http.MethodGet, runner.PathJobs, nil, &raw); err != nil {
 			return err

@@ -272,6 +272,11 @@ func listen(ctx context.Context, addr string, h http.Handler, stderr io.Writer) 
 	if err != nil {
 		return nil, fmt.Errorf("--http %s: %w", addr, err)
 	}
+	return serveOn(ctx, ln, h, stderr), nil
+}
+
+// serveOn serves h on ln until the returned stop is called.
+func serveOn(ctx context.Context, ln net.Listener, h http.Handler, stderr io.Writer) (stop func()) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	fmt.Fprintf(stderr, "REST API and /metrics on http://%s\n", ln.Addr())
@@ -279,7 +284,7 @@ func listen(ctx context.Context, addr string, h http.Handler, stderr io.Writer) 
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
-	}, nil
+	}
 }
 
 // logger writes the runner's and the jobs' logs to stderr as text.

@@ -2,12 +2,17 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"runtime"
+	"sync/atomic"
 
 	"github.com/sluicedata/sluice/jobs"
+	"github.com/sluicedata/sluice/jobs/cluster"
 	"github.com/sluicedata/sluice/jobs/runner"
 )
 
@@ -21,11 +26,26 @@ func serve(ctx context.Context, reg *jobs.Registry, args []string, stderr io.Wri
 	nats := fs.String("nats", "", "")
 	out := fs.String("output", "", "")
 	pg := fs.String("postgres", "", "")
+	var cc cluster.Config
+	fs.StringVar(&cc.NodeID, "node-id", "", "")
+	fs.StringVar(&cc.RaftAddr, "raft-addr", "", "")
+	fs.StringVar(&cc.DataDir, "data-dir", "", "")
+	fs.StringVar(&cc.Join, "join", "", "")
+	fs.IntVar(&cc.Slots, "slots", runtime.NumCPU(), "")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	clustered := cc.NodeID != ""
+	switch {
+	case !clustered && (cc.RaftAddr != "" || cc.DataDir != "" || cc.Join != ""):
+		return usageError{errors.New("--raft-addr, --data-dir and --join make a cluster node: give --node-id too")}
+	case clustered && (cc.RaftAddr == "" || cc.DataDir == ""):
+		return usageError{errors.New("--node-id needs --raft-addr ADDR and --data-dir DIR")}
+	case cc.Slots < 1:
+		return usageError{fmt.Errorf("--slots %d: want at least 1", cc.Slots)}
 	}
 	def := defaults(os.Stdout)
 	if *nats != "" {
@@ -39,14 +59,55 @@ func serve(ctx context.Context, reg *jobs.Registry, args []string, stderr io.Wri
 	}
 	r := runner.New(runner.Options{Registry: reg, CheckpointDir: *ckDir, SavepointDir: *spDir, Defaults: def, Logger: logger(stderr)})
 	defer r.Close()
-	stop, err := listen(ctx, *addr, r.Handler(), stderr)
+	if !clustered {
+		stop, err := listen(ctx, *addr, r.Handler(), stderr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		<-ctx.Done()
+		fmt.Fprintln(stderr, "runner shutting down: canceling running jobs (their checkpoints stay)")
+		return nil
+	}
+	// A cluster node: the API address must be known before the node
+	// starts (it is the address other nodes call), so listen first and
+	// answer the cluster's paths once the node runs.
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("--http %s: %w", *addr, err)
+	}
+	var clusterAPI lateHandler
+	mux := http.NewServeMux()
+	mux.Handle("/v1/cluster/", &clusterAPI)
+	mux.Handle("/v1/nodes", &clusterAPI)
+	mux.Handle("/", r.Handler())
+	stop := serveOn(ctx, ln, mux, stderr)
+	defer stop()
+	cc.APIAddr = ln.Addr().String()
+	cc.Logger = logger(stderr)
+	node, err := cluster.Start(ctx, cc)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer node.Close()
+	clusterAPI.h.Store(ptr(node.Handler()))
+	fmt.Fprintf(stderr, "cluster node %s: raft on %s, data in %s\n", cc.NodeID, node.RaftAddr(), cc.DataDir)
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "runner shutting down: canceling running jobs (their checkpoints stay)")
 	return nil
 }
 
-var _ http.Handler = (*http.ServeMux)(nil)
+// lateHandler answers 503 (which other nodes retry) until h is set.
+type lateHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := l.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = io.WriteString(w, `{"error":"cluster node starting"}`+"\n")
+}
+
+func ptr[T any](v T) *T { return &v }
