@@ -274,8 +274,6 @@ type edge struct {
 	part partitioning
 	// hash makes a writer's keyGroupsFunc for maxParallelism key groups; set for partHash.
 	hash func(maxParallelism int) any
-	// resolved at compile time
-	chained bool
 }
 
 // addNode registers a node, checking its name.

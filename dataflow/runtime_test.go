@@ -199,10 +199,12 @@ func TestProcessTimestampsAndSideOutputs(t *testing.T) {
 	require.Equal(t, []string{"odd 1 at 13:00:01", "odd 3 at 13:00:03", "odd 5 at 13:00:05", "odd 7 at 13:00:07", "odd 9 at 13:00:09"}, odds.Values())
 }
 
+// zero divides by zero at run time (a constant would not compile).
+var zero int64
+
 type lifecycleFn struct {
-	log    *guarded[[]string]
-	seen   int
-	closed bool
+	log  *guarded[[]string]
+	seen int
 }
 
 func (f *lifecycleFn) Open(_ context.Context, oc *dataflow.OperatorContext) error {
@@ -375,7 +377,7 @@ func TestUserErrorsNameOperatorSubtaskAndPosition(t *testing.T) {
 		job := dataflow.NewJob("panic")
 		src := memory.Generator(job, "gen", memory.GeneratorConfig[int64]{Count: 1000, Generate: func(s int64) int64 { return s }})
 		ks := dataflow.KeyBy(src, func(v int64) int64 { return v % 10 })
-		red := operators.Reduce(ks, "divide", func(a, b int64) int64 { return a / (b - b) }, dataflow.Parallelism(3))
+		red := operators.Reduce(ks, "divide", func(a, _ int64) int64 { return a / zero }, dataflow.Parallelism(3))
 		memory.Collect(red, "sink", dataflow.Parallelism(3))
 		err := job.Run(context.Background())
 		var oe *dataflow.OperatorError
