@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/sluicedata/sluice/jobs/cluster"
@@ -42,7 +43,8 @@ func Example() {
 	}
 	changed, stop := node.Watch()
 	defer stop()
-	for len(node.State().Assignments["clickstream"]) == 0 {
+	// The subtasks wait ("") until the node has registered its slots.
+	for a := node.State().Assignments["clickstream"]; len(a) == 0 || slices.Contains(a, ""); a = node.State().Assignments["clickstream"] {
 		<-changed
 	}
 	fmt.Println(node.State().Assignments["clickstream"])
