@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -119,6 +120,16 @@ func (w *localWriter) finish() {
 	w.bw = nil
 }
 
+// VerifyingReader returns a reader of r, the content of the file ref
+// names, that checks its size and CRC32C as it is read, as Storage.Open
+// requires: at EOF it returns an error wrapping ErrCorrupt instead of io.EOF
+// if the size or checksum differs from ref's, and it fails as soon as the
+// content is longer than ref.Size. where names the storage in errors (a
+// directory, a bucket). Close closes r.
+func VerifyingReader(r io.ReadCloser, ref FileRef, where string) io.ReadCloser {
+	return &verifyingReader{r: r, ref: ref, where: where}
+}
+
 // verifyingReader reads a file and checks its size and CRC32C against ref.
 type verifyingReader struct {
 	r     io.ReadCloser
@@ -165,3 +176,38 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 
 // Close implements io.Closer.
 func (v *verifyingReader) Close() error { return v.r.Close() }
+
+// VerifyFiles implements Storage.Verify on top of st.Open: it reads every
+// file m references once and reports every missing or corrupt one
+// (errors.Join), each wrapping ErrCorrupt.
+func VerifyFiles(ctx context.Context, st Storage, m *Manifest) error {
+	if m == nil {
+		return errors.New("checkpoint: verify: nil manifest")
+	}
+	buf := make([]byte, 64<<10)
+	var errs []error
+	seen := map[string]struct{}{}
+	for _, f := range m.Files() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, dup := seen[f.Path]; dup {
+			continue
+		}
+		seen[f.Path] = struct{}{}
+		r, err := st.Open(ctx, f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		_, err = io.CopyBuffer(io.Discard, r, buf)
+		r.Close()
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("checkpoint: verify checkpoint %d in %s: %w", m.ID, st.Location(), errors.Join(errs...))
+	}
+	return nil
+}

@@ -227,13 +227,10 @@ func (s *LocalStorage) Create(ctx context.Context, checkpointID int64, name stri
 	if s.readOnly {
 		return nil, fmt.Errorf("checkpoint: create %s for checkpoint %d in %s: %w", name, checkpointID, s.root, ErrReadOnly)
 	}
-	if checkpointID <= 0 {
-		return nil, fmt.Errorf("checkpoint: create %s: checkpoint id %d, ids start at 1", name, checkpointID)
-	}
-	if err := validName(name); err != nil {
+	rel, err := FilePath(checkpointID, name)
+	if err != nil {
 		return nil, err
 	}
-	rel := checkpointDir(checkpointID) + "/" + name
 	if _, err := s.fs.Stat(s.abs(manifestName(checkpointID))); err == nil {
 		return nil, fmt.Errorf("checkpoint: create %s in %s: checkpoint %d is already completed", rel, s.root, checkpointID)
 	}
@@ -318,7 +315,7 @@ func (s *LocalStorage) Open(ctx context.Context, ref FileRef) (io.ReadCloser, er
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: open %s of checkpoint %d: %w", full, refCheckpoint(ref.Path), err)
 	}
-	return &verifyingReader{r: r, ref: ref, where: s.root}, nil
+	return VerifyingReader(r, ref, s.root), nil
 }
 
 // Commit implements Storage. It refuses an invalid manifest
@@ -509,37 +506,9 @@ func (s *LocalStorage) List(ctx context.Context) ([]int64, error) {
 }
 
 // Verify implements Storage: it reads every file m references and reports
-// every missing or corrupt one (errors.Join), each wrapping ErrCorrupt.
+// every missing or corrupt one (VerifyFiles).
 func (s *LocalStorage) Verify(ctx context.Context, m *Manifest) error {
-	if m == nil {
-		return errors.New("checkpoint: verify: nil manifest")
-	}
-	buf := make([]byte, 64<<10)
-	var errs []error
-	seen := map[string]struct{}{}
-	for _, f := range m.Files() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if _, dup := seen[f.Path]; dup {
-			continue
-		}
-		seen[f.Path] = struct{}{}
-		r, err := s.Open(ctx, f)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		_, err = io.CopyBuffer(io.Discard, r, buf)
-		r.Close()
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("checkpoint: verify checkpoint %d in %s: %w", m.ID, s.root, errors.Join(errs...))
-	}
-	return nil
+	return VerifyFiles(ctx, s, m)
 }
 
 // referenced returns the paths referenced by the manifests ids, failing if

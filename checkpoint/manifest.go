@@ -119,6 +119,48 @@ func ValidateManifest(m *Manifest) error {
 	return nil
 }
 
+// FilePath returns the path, relative to a storage's root, of file name of
+// checkpoint checkpointID: chk-<checkpointID>/<name>, as every Storage names
+// the files it writes (FileRef.Path). It fails if checkpointID is not
+// positive or name is not a relative slash-separated path without "." or
+// ".." elements and without elements starting with "." (reserved).
+func FilePath(checkpointID int64, name string) (string, error) {
+	if checkpointID <= 0 {
+		return "", fmt.Errorf("checkpoint: create %s: checkpoint id %d, ids start at 1", name, checkpointID)
+	}
+	if err := validName(name); err != nil {
+		return "", err
+	}
+	return checkpointDir(checkpointID) + "/" + name, nil
+}
+
+// FileCheckpoint returns the id of the checkpoint whose directory holds p, a
+// FileRef path chk-<id>/<name>, or an error if p is not such a path.
+func FileCheckpoint(p string) (int64, error) {
+	if err := validRefPath(p); err != nil {
+		return 0, err
+	}
+	return refCheckpoint(p), nil
+}
+
+// ManifestPath returns the path, relative to a storage's root, of the
+// manifest of checkpoint id: manifests/chk-<id>.json.
+func ManifestPath(id int64) string { return manifestName(id) }
+
+// ParseManifestPath returns the id of the manifest at p, a path
+// manifests/chk-<id>.json as ManifestPath makes.
+func ParseManifestPath(p string) (int64, bool) {
+	base, ok := strings.CutPrefix(p, manifestDir+"/")
+	if !ok {
+		return 0, false
+	}
+	return parseManifestName(base)
+}
+
+// UpdateCRC32C returns the CRC32C (Castagnoli) of the bytes summed into crc
+// followed by p, the checksum FileRef.CRC32C holds (start from 0).
+func UpdateCRC32C(crc uint32, p []byte) uint32 { return crc32.Update(crc, castagnoli, p) }
+
 // checkpointDir is the directory, relative to the root, of checkpoint id's
 // files.
 func checkpointDir(id int64) string { return "chk-" + strconv.FormatInt(id, 10) }
