@@ -259,8 +259,9 @@ func testOpenDetectsMismatch(t *testing.T, st checkpoint.Storage) {
 
 	_, err = ReadFile(st, checkpoint.FileRef{Path: "../../etc/passwd"})
 	require.ErrorIs(t, err, checkpoint.ErrCorrupt, "a path outside the storage")
-	_, err = st.Open(ctx, ref)
+	r, err := st.Open(ctx, ref)
 	require.NoError(t, err, "the right reference still opens")
+	require.NoError(t, r.Close())
 }
 
 func testVerify(t *testing.T, st checkpoint.Storage) {

@@ -74,9 +74,22 @@ func newEmbedded(t *testing.T, cfg ...embedded.Config) *embedded.Server {
 // external server at 127.0.0.1:4222. With CI set, an unreachable external
 // server fails the test.
 func eachServer(t *testing.T, fn func(t *testing.T, f *fixture)) {
+	eachURL(t, func(t *testing.T, url string, srv *embedded.Server) {
+		name := "embedded"
+		if srv == nil {
+			name = "external"
+		}
+		fn(t, newFixture(t, name, url, srv))
+	})
+}
+
+// eachURL runs fn as subtest "embedded" with an embedded server's URL and
+// the server, and as subtest "external" with the external server's URL and
+// a nil server, as eachServer does.
+func eachURL(t *testing.T, fn func(t *testing.T, url string, srv *embedded.Server)) {
 	t.Run("embedded", func(t *testing.T) {
 		srv := newEmbedded(t)
-		fn(t, newFixture(t, "embedded", srv.URL(), srv))
+		fn(t, srv.URL(), srv)
 	})
 	t.Run("external", func(t *testing.T) {
 		if !externalReachable() {
@@ -85,7 +98,7 @@ func eachServer(t *testing.T, fn func(t *testing.T, f *fixture)) {
 			}
 			t.Skipf("no NATS server at %s (CI not set)", externalURL)
 		}
-		fn(t, newFixture(t, "external", externalURL, nil))
+		fn(t, externalURL, nil)
 	})
 }
 
