@@ -100,4 +100,46 @@
 // window longer than the time a failed job may take to restart and restore
 // (restart delay plus recovery), and keep checkpoints small enough that a
 // transaction fits in memory and in the checkpoint.
+//
+// # Checkpoint storage
+//
+// CheckpointStorage is a checkpoint.Storage in a JetStream object store
+// bucket, so that every node connected to the NATS system can restore any
+// subtask's checkpoint. NewCheckpointStorage creates the bucket if needed
+// (Replicas 3 on a NATS cluster, so that checkpoints survive the loss of a
+// server) and probes that it can write to it; OpenCheckpointStorage opens
+// an existing bucket read-only, to restore from. The objects are named as
+// checkpoint.LocalStorage names its files: chk-<id>/<name> for the files
+// of checkpoint id and manifests/chk-<id>.json for its manifest, in the
+// same envelope (checkpoint.MarshalManifest).
+//
+// Atomic objects. An object store object is chunk messages on
+// $O.<bucket>.C.<nuid> (a subject new for each version) followed by one
+// metadata message on $O.<bucket>.M.<name in base64url> (ADR-20); readers
+// find an object only through that metadata message, and one message is
+// stored entirely or not at all. The object store's own Put publishes the
+// metadata right after the last chunk without waiting for the chunks' acks
+// (nats.go v1.55 jetstream/object.go), so a chunk the server refuses (a
+// full bucket) or drops (a stream leader change) can leave a visible object
+// without it. CheckpointStorage therefore writes objects itself, in the same
+// layout, and publishes the metadata only once the server acknowledged
+// every chunk: an object, and so a manifest, is visible only once complete.
+// Any object store client (the nats CLI, another language) reads them.
+//
+// Checks. Open checks size and CRC32C as it reads (and the object store its
+// SHA-256 digest) and fails wrapping checkpoint.ErrCorrupt; an object
+// whose chunks are gone fails Open at once. Latest never returns an older
+// checkpoint when the newest manifest is missing its chunks or corrupt.
+// Errors name the object, the bucket and the server.
+//
+// Removal. Discard and Prune delete objects and then purge the delete
+// marker the object store leaves, since every checkpoint's files have new
+// names and markers would pile up without end. List, Commit, Discard and
+// Prune read the metadata of every object in the bucket: keep one bucket
+// per job and prune it.
+//
+// Limits. One process writes to a bucket at a time, as with
+// checkpoint.LocalStorage. A Writer keeps at most 32 chunks
+// (4 MiB at the default chunk size) unacknowledged. Reading one file is
+// bounded by the context's deadline or by ReadTimeout.
 package jetstream

@@ -3,12 +3,14 @@ package jetstream_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicedata/sluice/checkpoint"
 	"github.com/sluicedata/sluice/connectors/jetstream"
 	"github.com/sluicedata/sluice/connectors/jetstream/embedded"
 	"github.com/sluicedata/sluice/connectors/memory"
@@ -126,4 +128,91 @@ func ExampleSink() {
 	// views.users.ann ann true
 	// views.users.bob bob true
 	// views.users.cid cid true
+}
+
+// A checkpoint committed by one node is restored by another, on its own
+// connection to the same NATS system.
+func ExampleCheckpointStorage() {
+	dir, err := os.MkdirTemp("", "sluice-example")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	srv, err := embedded.Start(embedded.Config{Dir: dir})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Shutdown()
+	ctx := context.Background()
+
+	// Node 1 writes a file and commits a checkpoint that references it.
+	nc1, err := nats.Connect(srv.URL())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer nc1.Close()
+	js1, _ := njs.New(nc1)
+	st, err := jetstream.NewCheckpointStorage(ctx, js1, jetstream.CheckpointStorageConfig{Bucket: "CHECKPOINTS"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	w, err := st.Create(ctx, 1, "counts/0/keyed")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Fprint(w, "state of subtask 0")
+	ref, err := w.Commit()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = st.Commit(ctx, &checkpoint.Manifest{
+		Version: checkpoint.FormatVersion, Kind: checkpoint.KindCheckpoint, ID: 1, Job: "counts",
+		MaxParallelism: 128,
+		Operators: []checkpoint.OperatorState{{Name: "counts", Parallelism: 1,
+			Subtasks: []checkpoint.SubtaskState{{Keyed: []checkpoint.FileRef{ref}}}}},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// Node 2 restores it.
+	nc2, err := nats.Connect(srv.URL())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer nc2.Close()
+	js2, _ := njs.New(nc2)
+	restore, err := jetstream.OpenCheckpointStorage(ctx, js2, "CHECKPOINTS")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	m, err := restore.Latest(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	op, _ := m.Operator("counts")
+	r, err := restore.Open(ctx, op.Subtasks[0].Keyed[0])
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("checkpoint %d of %s: %s: %q\n", m.ID, m.Job, op.Subtasks[0].Keyed[0].Path, b)
+	// Output:
+	// checkpoint 1 of counts: chk-1/counts/0/keyed: "state of subtask 0"
 }

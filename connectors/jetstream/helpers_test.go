@@ -57,7 +57,7 @@ type fixture struct {
 }
 
 // newEmbedded starts an embedded server for t.
-func newEmbedded(t *testing.T, cfg ...embedded.Config) *embedded.Server {
+func newEmbedded(t testing.TB, cfg ...embedded.Config) *embedded.Server {
 	t.Helper()
 	c := embedded.Config{}
 	if len(cfg) > 0 {
