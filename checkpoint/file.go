@@ -177,6 +177,23 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 // Close implements io.Closer.
 func (v *verifyingReader) Close() error { return v.r.Close() }
 
+// ReferencedFiles returns the paths of the files that the completed
+// manifests ids of st reference, for Discard and Prune. It fails if any of
+// them cannot be loaded: files could then not be told apart.
+func ReferencedFiles(ctx context.Context, st Storage, ids []int64) (map[string]struct{}, error) {
+	refs := map[string]struct{}{}
+	for _, id := range ids {
+		m, err := st.Load(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range m.Files() {
+			refs[f.Path] = struct{}{}
+		}
+	}
+	return refs, nil
+}
+
 // VerifyFiles implements Storage.Verify on top of st.Open: it reads every
 // file m references once and reports every missing or corrupt one
 // (errors.Join), each wrapping ErrCorrupt.

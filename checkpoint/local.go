@@ -511,22 +511,6 @@ func (s *LocalStorage) Verify(ctx context.Context, m *Manifest) error {
 	return VerifyFiles(ctx, s, m)
 }
 
-// referenced returns the paths referenced by the manifests ids, failing if
-// any of them cannot be loaded: files could then not be told apart.
-func (s *LocalStorage) referenced(ctx context.Context, ids []int64) (map[string]struct{}, error) {
-	refs := map[string]struct{}{}
-	for _, id := range ids {
-		m, err := s.Load(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range m.Files() {
-			refs[f.Path] = struct{}{}
-		}
-	}
-	return refs, nil
-}
-
 // Discard implements Storage: it removes the files of chk-<checkpointID>/
 // that no completed manifest references, except files still being written
 // (their writers' Abort removes them), and the checkpoint's temporary
@@ -548,7 +532,7 @@ func (s *LocalStorage) Discard(ctx context.Context, checkpointID int64) error {
 	if err != nil {
 		return err
 	}
-	refs, err := s.referenced(ctx, ids)
+	refs, err := ReferencedFiles(ctx, s, ids)
 	if err != nil {
 		return fmt.Errorf("checkpoint: discard checkpoint %d: %w", checkpointID, err)
 	}
@@ -595,7 +579,7 @@ func (s *LocalStorage) Prune(ctx context.Context, keep int) error {
 		return s.removeTemps()
 	}
 	kept := ids[max(0, len(ids)-keep):]
-	refs, err := s.referenced(ctx, kept)
+	refs, err := ReferencedFiles(ctx, s, kept)
 	if err != nil {
 		return fmt.Errorf("checkpoint: prune %s: %w", s.root, err)
 	}

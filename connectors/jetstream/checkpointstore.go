@@ -588,22 +588,6 @@ func (s *CheckpointStorage) Verify(ctx context.Context, m *checkpoint.Manifest) 
 	return checkpoint.VerifyFiles(ctx, s, m)
 }
 
-// referenced returns the files referenced by the manifests ids, failing if
-// any of them cannot be loaded: files could then not be told apart.
-func (s *CheckpointStorage) referenced(ctx context.Context, ids []int64) (map[string]struct{}, error) {
-	refs := map[string]struct{}{}
-	for _, id := range ids {
-		m, err := s.Load(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range m.Files() {
-			refs[f.Path] = struct{}{}
-		}
-	}
-	return refs, nil
-}
-
 // Discard implements checkpoint.Storage: it removes the objects
 // chk-<checkpointID>/... that no completed manifest references, except
 // files still being written (their writers' Abort removes them). It fails
@@ -624,7 +608,7 @@ func (s *CheckpointStorage) Discard(ctx context.Context, checkpointID int64) err
 	if err != nil {
 		return fmt.Errorf("checkpoint: discard checkpoint %d: %w", checkpointID, err)
 	}
-	refs, err := s.referenced(ctx, manifestIDs(objs))
+	refs, err := checkpoint.ReferencedFiles(ctx, s, manifestIDs(objs))
 	if err != nil {
 		return fmt.Errorf("checkpoint: discard checkpoint %d: %w", checkpointID, err)
 	}
@@ -676,7 +660,7 @@ func (s *CheckpointStorage) Prune(ctx context.Context, keep int) error {
 	refs := map[string]struct{}{}
 	if len(ids) > 0 {
 		kept := ids[max(0, len(ids)-keep):]
-		if refs, err = s.referenced(ctx, kept); err != nil {
+		if refs, err = checkpoint.ReferencedFiles(ctx, s, kept); err != nil {
 			return fmt.Errorf("checkpoint: prune %s: %w", s.where, err)
 		}
 		newest = kept[len(kept)-1]
