@@ -14,6 +14,13 @@
 // after the linger time), and before any control event, so events never overtake
 // records.
 //
+// A Writer's target may instead be a Remote: the producer end of a channel
+// whose gate is in another process (package netexchange sends over NATS). The
+// writer hands it the same batches and events in the same order, counts its
+// waiting for credit as backpressure, and reuses a batch as soon as Remote.Send
+// returns. Targets in the same process cost what they cost before: the writer
+// branches on Remote once per batch, not per record.
+//
 // Concurrency: a Gate has exactly one consumer goroutine (Poll, Wait, Block,
 // Unblock, Recycle) and each of its channels exactly one producer goroutine
 // (Send). A Writer belongs to one producer goroutine. Waiting always selects on

@@ -2,7 +2,9 @@ package exchange
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -40,7 +42,7 @@ func TestOrderPerChannelAndEventsFollowRecords(t *testing.T) {
 	for p := 0; p < 3; p++ {
 		go func(p int) {
 			defer func() { done <- struct{}{} }()
-			w, err := NewWriter([]Target[int]{{g, p}}, RoundRobin, 0, 128, 4)
+			w, err := NewWriter([]Target[int]{{Gate: g, Channel: p}}, RoundRobin, 0, 128, 4)
 			require.NoError(t, err)
 			for i := 0; i < 1000; i++ {
 				require.NoError(t, w.Write(ctx, i))
@@ -115,7 +117,7 @@ func msg(vs ...int) Message[int] { return Message[int]{Batch: &Batch[int]{Record
 func TestRoundRobinAndBroadcast(t *testing.T) {
 	g := NewGate[int](2, 8, 2, nil)
 	ctx := context.Background()
-	targets := []Target[int]{{g, 0}, {g, 1}}
+	targets := []Target[int]{{Gate: g, Channel: 0}, {Gate: g, Channel: 1}}
 	w, err := NewWriter(targets, RoundRobin, 1, 128, 2)
 	require.NoError(t, err)
 	for i := 0; i < 5; i++ {
@@ -147,7 +149,7 @@ func TestKeyedPartitionsByKeyGroup(t *testing.T) {
 	ctx := context.Background()
 	var targets []Target[int]
 	for i := range n {
-		targets = append(targets, Target[int]{g, i})
+		targets = append(targets, Target[int]{Gate: g, Channel: i})
 	}
 	w, err := NewWriter(targets, Keyed, 0, maxP, 4)
 	require.NoError(t, err)
@@ -191,7 +193,7 @@ func TestKeyedPartitionsByKeyGroup(t *testing.T) {
 
 func TestNewWriterRefusesBadSettings(t *testing.T) {
 	g := NewGate[int](2, 1, 1, nil)
-	targets := []Target[int]{{g, 0}, {g, 1}}
+	targets := []Target[int]{{Gate: g, Channel: 0}, {Gate: g, Channel: 1}}
 	_, err := NewWriter[int](nil, RoundRobin, 0, 128, 1)
 	require.ErrorContains(t, err, "without targets")
 	_, err = NewWriter(targets, RoundRobin, 0, 128, 0)
@@ -205,7 +207,7 @@ func TestNewWriterRefusesBadSettings(t *testing.T) {
 func TestRecycledBatchesAreReused(t *testing.T) {
 	g := NewGate[int](1, 2, 4, nil)
 	ctx := context.Background()
-	w, err := NewWriter([]Target[int]{{g, 0}}, Keyed, 0, 128, 4)
+	w, err := NewWriter([]Target[int]{{Gate: g, Channel: 0}}, Keyed, 0, 128, 4)
 	require.NoError(t, err)
 	recs, kgs := []int{0, 1, 2, 3}, []uint16{5, 6, 7, 8}
 	require.NoError(t, w.WriteKeyed(ctx, recs, kgs))
@@ -218,4 +220,89 @@ func TestRecycledBatchesAreReused(t *testing.T) {
 		g.Recycle(0, m.Batch)
 	})
 	require.Zero(t, allocs)
+}
+
+// fakeRemote records what it is sent, copying the batches, and says it
+// waited `wait` on each send.
+type fakeRemote struct {
+	wait    time.Duration
+	recs    []int
+	kgs     []uint16
+	events  []Event
+	batches map[*Batch[int]]bool
+	err     error
+}
+
+func (f *fakeRemote) Send(_ context.Context, m Message[int]) (time.Duration, error) {
+	if m.Batch != nil {
+		f.recs = append(f.recs, m.Batch.Records...)
+		f.kgs = append(f.kgs, m.Batch.KeyGroups...)
+		f.batches[m.Batch] = true
+	} else {
+		f.events = append(f.events, m.Event)
+	}
+	return f.wait, f.err
+}
+
+// A remote target gets its records and events in order, in batches the
+// writer reuses, and its waiting counts as backpressure; a local target of
+// the same writer is served as before.
+func TestRemoteTarget(t *testing.T) {
+	g := NewGate[int](1, 64, 4, nil)
+	r := &fakeRemote{wait: time.Millisecond, batches: map[*Batch[int]]bool{}}
+	ctx := context.Background()
+	w, err := NewWriter([]Target[int]{{Gate: g, Channel: 0}, {Remote: r}}, RoundRobin, 0, 128, 4)
+	require.NoError(t, err)
+	for i := range 40 {
+		require.NoError(t, w.Write(ctx, i))
+	}
+	require.NoError(t, w.Write(ctx, 40))
+	require.NoError(t, w.Write(ctx, 41))
+	require.Equal(t, 2, w.Pending())
+	require.NoError(t, w.Emit(ctx, Event{Kind: Barrier, Value: 3}))
+	require.Zero(t, w.Pending())
+
+	var want []int
+	for i := 1; i < 42; i += 2 {
+		want = append(want, i)
+	}
+	require.Equal(t, want, r.recs)
+	require.Equal(t, []Event{{Kind: Barrier, Value: 3}}, r.events, "the event follows the flushed records")
+	require.Len(t, r.batches, 1, "the writer reuses the one batch it sent remotely")
+	require.Equal(t, 7*time.Millisecond, w.Blocked(), "6 batches and 1 event waited 1 ms each")
+	for b := range r.batches {
+		require.Zero(t, b.Len())
+		require.Equal(t, make([]int, 4), b.Records[:4], "a kept batch pins no values")
+	}
+	got := drain(t, g, 22)
+	require.Len(t, got[0], 22)
+	require.Equal(t, -3, got[0][21])
+
+	allocs := testing.AllocsPerRun(100, func() {
+		_ = w.Write(ctx, 1)
+		_ = w.Write(ctx, 2)
+		_, m, ok := g.Poll()
+		if ok {
+			g.Recycle(0, m.Batch)
+		}
+	})
+	require.Zero(t, allocs)
+}
+
+func TestKeyedRemoteTargetAndErrors(t *testing.T) {
+	r := &fakeRemote{batches: map[*Batch[int]]bool{}}
+	ctx := context.Background()
+	w, err := NewWriter([]Target[int]{{Remote: r}}, Keyed, 0, 8, 2)
+	require.NoError(t, err)
+	require.NoError(t, w.WriteKeyed(ctx, []int{1, 2, 3}, []uint16{7, 6, 5}))
+	require.NoError(t, w.Flush(ctx))
+	require.Equal(t, []int{1, 2, 3}, r.recs)
+	require.Equal(t, []uint16{7, 6, 5}, r.kgs)
+
+	r.err = errors.New("link down")
+	require.ErrorContains(t, w.WriteKeyed(ctx, []int{4, 5}, []uint16{1, 1}), "link down")
+	require.ErrorContains(t, w.Emit(ctx, Event{Kind: EndOfInput}), "link down")
+
+	_, err = NewWriter([]Target[int]{{Channel: 1}}, RoundRobin, 0, 8, 2)
+	require.ErrorContains(t, err, "target 0 has neither a gate nor a remote")
 }

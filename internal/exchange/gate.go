@@ -234,9 +234,12 @@ func (g *Gate[E]) Recycle(ch int, b *Batch[E]) {
 	g.mu.Unlock()
 }
 
-// newBatch returns an empty batch for channel ch, reusing a recycled one if
-// any; keyed batches have room for key groups.
-func (g *Gate[E]) newBatch(ch int, keyed bool) *Batch[E] {
+// NewBatch returns an empty batch for the producer of channel ch to fill and
+// Send, reusing one the consumer recycled if any; keyed batches have room for
+// key groups. Writers use it, and so does a producer that is not a Writer,
+// such as the receiver of a remote channel. Only that channel's producer
+// goroutine may call it.
+func (g *Gate[E]) NewBatch(ch int, keyed bool) *Batch[E] {
 	g.mu.Lock()
 	c := &g.chans[ch]
 	if k := len(c.free); k > 0 {

@@ -7,10 +7,24 @@ import (
 	"time"
 )
 
-// Target is one consumer channel: a gate and a channel index in it.
+// Target is one consumer channel: a gate and a channel index in it, or a
+// channel in another process reached through Remote.
 type Target[E any] struct {
 	Gate    *Gate[E]
 	Channel int
+	// Remote, if set, is used instead of Gate and Channel: the consumer
+	// channel is in another process (package netexchange).
+	Remote Remote[E]
+}
+
+// Remote is the producer end of a consumer channel in another process. It
+// belongs to the writer's goroutine, like the writer.
+type Remote[E any] interface {
+	// Send sends m in order after the messages sent before it, waiting
+	// while the channel has no room (no credit), and returns how long it
+	// waited: the writer counts that as backpressure. Send must not retain
+	// m.Batch after it returns: the writer reuses the batch at once.
+	Send(ctx context.Context, m Message[E]) (waited time.Duration, err error)
 }
 
 // Mode says how a Writer spreads records over its targets.
@@ -56,6 +70,11 @@ func NewWriter[E any](targets []Target[E], mode Mode, start, maxParallelism, bat
 	if batchSize < 1 {
 		return nil, fmt.Errorf("exchange: batch size %d must be at least 1", batchSize)
 	}
+	for i, t := range targets {
+		if t.Gate == nil && t.Remote == nil {
+			return nil, fmt.Errorf("exchange: target %d has neither a gate nor a remote", i)
+		}
+	}
 	w := &Writer[E]{targets: targets, bufs: make([]*Batch[E], len(targets)), mode: mode, batch: batchSize}
 	switch mode {
 	case RoundRobin:
@@ -100,8 +119,7 @@ func (w *Writer[E]) Write(ctx context.Context, e E) error {
 func (w *Writer[E]) add(ctx context.Context, i int, e E) error {
 	b := w.bufs[i]
 	if b == nil {
-		t := w.targets[i]
-		b = t.Gate.newBatch(t.Channel, false)
+		b = w.newBatch(i, false)
 		w.bufs[i] = b
 	}
 	b.Records = append(b.Records, e)
@@ -134,8 +152,7 @@ func (w *Writer[E]) WriteKeyed(ctx context.Context, es []E, kgs []uint16) error 
 		i := owner[kg]
 		b := w.bufs[i]
 		if b == nil {
-			t := w.targets[i]
-			b = t.Gate.newBatch(t.Channel, true)
+			b = w.newBatch(int(i), true)
 			w.bufs[i] = b
 		}
 		b.Records = append(b.Records, es[j])
@@ -149,13 +166,42 @@ func (w *Writer[E]) WriteKeyed(ctx context.Context, es []E, kgs []uint16) error 
 	return nil
 }
 
+// newBatch returns an empty batch for target i: one its gate recycled, or a
+// new one for a remote target (which then keeps it, see send).
+func (w *Writer[E]) newBatch(i int, keyed bool) *Batch[E] {
+	t := w.targets[i]
+	if t.Remote == nil {
+		return t.Gate.NewBatch(t.Channel, keyed)
+	}
+	b := &Batch[E]{Records: make([]E, 0, w.batch)}
+	if keyed {
+		b.KeyGroups = make([]uint16, 0, w.batch)
+	}
+	return b
+}
+
 // send sends target i's batch.
 func (w *Writer[E]) send(ctx context.Context, i int) error {
 	b := w.bufs[i]
-	w.bufs[i] = nil
 	w.pending -= len(b.Records)
 	t := w.targets[i]
+	if t.Remote != nil {
+		return w.sendRemote(ctx, t.Remote, b)
+	}
+	w.bufs[i] = nil
 	return t.Gate.send(ctx, t.Channel, Message[E]{Batch: b}, &w.blocked)
+}
+
+// sendRemote sends b to r and keeps b, emptied, as the target's buffer: the
+// remote has encoded it and holds no reference to it.
+func (w *Writer[E]) sendRemote(ctx context.Context, r Remote[E], b *Batch[E]) error {
+	waited, err := r.Send(ctx, Message[E]{Batch: b})
+	if waited > 0 {
+		w.blocked.Add(int64(waited))
+	}
+	clear(b.Records) // drop references so a kept batch does not pin values
+	b.Records, b.KeyGroups = b.Records[:0], b.KeyGroups[:0]
+	return err
 }
 
 // Pending is the number of records buffered and not yet sent.
@@ -184,6 +230,16 @@ func (w *Writer[E]) Emit(ctx context.Context, ev Event) error {
 		return err
 	}
 	for _, t := range w.targets {
+		if t.Remote != nil {
+			waited, err := t.Remote.Send(ctx, Message[E]{Event: ev})
+			if waited > 0 {
+				w.blocked.Add(int64(waited))
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if err := t.Gate.send(ctx, t.Channel, Message[E]{Event: ev}, &w.blocked); err != nil {
 			return err
 		}
