@@ -10,4 +10,7 @@ var (
 	// ErrNoLeader: no leader was known before the context ended (an election
 	// is running, or too few nodes are up for a quorum).
 	ErrNoLeader = errors.New("cluster: no leader")
+	// ErrDataDirInUse: another node (in this process or another) holds the
+	// data directory that Start was given.
+	ErrDataDirInUse = errors.New("cluster: data directory in use")
 )

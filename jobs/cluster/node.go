@@ -35,7 +35,9 @@ type Config struct {
 	APIAddr string
 	// DataDir holds the raft log, its stable store and snapshots. A node
 	// that finds state there rejoins with it; one that finds none either
-	// joins (Join) or starts a new cluster of one.
+	// joins (Join) or starts a new cluster of one. One node at a time holds
+	// it: Start refuses a directory that a running node holds, in this
+	// process or another (ErrDataDirInUse).
 	DataDir string
 	// Slots is how many subtasks the node runs at most; 0 means 1.
 	Slots int
@@ -70,6 +72,7 @@ type Node struct {
 	fsm   *fsm
 	trans *raft.NetworkTransport
 	store *raftboltdb.BoltStore
+	lock  *os.File // the data directory's lock, held until Close
 	obsCh chan raft.Observation
 	obs   *raft.Observer
 	http  *http.Client
@@ -112,13 +115,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), fsm: newFSM(),
 		http: &http.Client{Timeout: 10 * time.Second}, failed: map[raft.ServerID]time.Time{}, stop: make(chan struct{})}
+	var err error
+	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	ok := false
 	defer func() {
 		if !ok {
 			n.closeStores()
 		}
 	}()
-	var err error
 	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"),
 		BoltOptions: boltOptions()})
 	if err != nil {
@@ -514,6 +520,9 @@ func (n *Node) closeStores() {
 	if n.store != nil {
 		_ = n.store.Close()
 	}
+	if n.lock != nil {
+		_ = n.lock.Close() // releases the flock, last: the stores are closed
+	}
 }
 
 // slogWriter turns hclog's lines into slog records.
@@ -524,6 +533,7 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// boltOptions makes a raft store that another process holds open fail
-// after a second, instead of waiting for it forever.
+// boltOptions makes a raft store that something other than a node holds
+// open fail after a second, instead of waiting for it forever (nodes are
+// kept apart by the data directory's lock before bbolt is reached).
 func boltOptions() *bbolt.Options { return &bbolt.Options{Timeout: time.Second} }
