@@ -13,4 +13,8 @@ var (
 	// ErrDataDirInUse: another node (in this process or another) holds the
 	// data directory that Start was given.
 	ErrDataDirInUse = errors.New("cluster: data directory in use")
+	// ErrJoinUnreachable: the member named by Config.Join did not take the
+	// join within Config.JoinTimeout (it refused connections, did not
+	// answer, or knew no leader); the error names it and the last cause.
+	ErrJoinUnreachable = errors.New("cluster: join address unreachable")
 )

@@ -46,6 +46,10 @@ type Config struct {
 	// same RaftAddr. A node restarted at another RaftAddr needs Join, so
 	// that the leader learns its new address.
 	Join string
+	// JoinTimeout bounds how long Start tries to join through Join: it
+	// retries while the member refuses connections or knows no leader, and
+	// then fails with ErrJoinUnreachable; 0 means 5 s.
+	JoinTimeout time.Duration
 	// NodeTimeout is how long the leader waits for heartbeats of a node
 	// before it marks it down and moves its subtasks; 0 means 5 s.
 	NodeTimeout time.Duration
@@ -106,6 +110,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.Slots = max(cfg.Slots, 1)
 	if cfg.NodeTimeout <= 0 {
 		cfg.NodeTimeout = 5 * time.Second
+	}
+	if cfg.JoinTimeout <= 0 {
+		cfg.JoinTimeout = 5 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -335,27 +342,39 @@ func (n *Node) register() {
 	}
 }
 
-// join asks the member at cfg.Join to add this node as a voter.
+// join asks the member at cfg.Join to add this node as a voter. It retries
+// what may pass (connection errors, no leader yet) until cfg.JoinTimeout.
 func (n *Node) join(ctx context.Context) error {
 	data, err := json.Marshal(joinRequest{ID: n.cfg.NodeID, RaftAddr: string(n.trans.LocalAddr())})
 	if err != nil {
 		return err
 	}
+	jctx, cancel := context.WithTimeout(ctx, n.cfg.JoinTimeout)
+	defer cancel()
 	wait := 50 * time.Millisecond
+	var last error
 	for {
-		err := n.post(ctx, n.cfg.Join, pathJoin, data)
-		var r errRetry
-		if err == nil || !errors.As(err, &r) {
-			if err != nil {
-				return fmt.Errorf("cluster: node %q: join %s: %w", n.cfg.NodeID, n.cfg.Join, err)
-			}
+		err := n.post(jctx, n.cfg.Join, pathJoin, data)
+		if err == nil {
 			return nil
+		}
+		if !errors.As(err, new(errRetry)) {
+			return fmt.Errorf("cluster: node %q: join %s: %w", n.cfg.NodeID, n.cfg.Join, err)
+		}
+		// An attempt cut short by the deadline says less than the one
+		// before it.
+		if last == nil || jctx.Err() == nil {
+			last = err
 		}
 		t := time.NewTimer(wait)
 		select {
-		case <-ctx.Done():
+		case <-jctx.Done():
 			t.Stop()
-			return fmt.Errorf("cluster: node %q: join %s: %w (last: %v)", n.cfg.NodeID, n.cfg.Join, ctx.Err(), err)
+			if ctx.Err() != nil {
+				return fmt.Errorf("cluster: node %q: join %s: %w (last: %v)", n.cfg.NodeID, n.cfg.Join, ctx.Err(), last)
+			}
+			return fmt.Errorf("%w: node %q could not join through %s within %s: %v",
+				ErrJoinUnreachable, n.cfg.NodeID, n.cfg.Join, n.cfg.JoinTimeout, last)
 		case <-t.C:
 		}
 		wait = min(2*wait, time.Second)
