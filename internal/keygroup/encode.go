@@ -136,3 +136,33 @@ func HashFuncFor[K any]() func(k K) uint64 {
 		return Hash(buf)
 	}
 }
+
+// DecoderFor returns the inverse of EncoderFor for integer key types, whose
+// encodings are 8 bytes: it takes the encoding as a big-endian uint64 and
+// returns the key. It returns nil for other types (floats too: 0.0 and -0.0
+// encode alike, so their encoding is not the key).
+func DecoderFor[K any]() func(enc uint64) K {
+	switch reflect.TypeFor[K]().Kind() {
+	case reflect.Int:
+		return func(enc uint64) (k K) { *(*int)(unsafe.Pointer(&k)) = int(int64(enc ^ 1<<63)); return }
+	case reflect.Int64:
+		return func(enc uint64) (k K) { *(*int64)(unsafe.Pointer(&k)) = int64(enc ^ 1<<63); return }
+	case reflect.Int32:
+		return func(enc uint64) (k K) { *(*int32)(unsafe.Pointer(&k)) = int32(int64(enc ^ 1<<63)); return }
+	case reflect.Int16:
+		return func(enc uint64) (k K) { *(*int16)(unsafe.Pointer(&k)) = int16(int64(enc ^ 1<<63)); return }
+	case reflect.Int8:
+		return func(enc uint64) (k K) { *(*int8)(unsafe.Pointer(&k)) = int8(int64(enc ^ 1<<63)); return }
+	case reflect.Uint:
+		return func(enc uint64) (k K) { *(*uint)(unsafe.Pointer(&k)) = uint(enc); return }
+	case reflect.Uint64:
+		return func(enc uint64) (k K) { *(*uint64)(unsafe.Pointer(&k)) = enc; return }
+	case reflect.Uint32:
+		return func(enc uint64) (k K) { *(*uint32)(unsafe.Pointer(&k)) = uint32(enc); return }
+	case reflect.Uint16:
+		return func(enc uint64) (k K) { *(*uint16)(unsafe.Pointer(&k)) = uint16(enc); return }
+	case reflect.Uint8:
+		return func(enc uint64) (k K) { *(*uint8)(unsafe.Pointer(&k)) = uint8(enc); return }
+	}
+	return nil
+}

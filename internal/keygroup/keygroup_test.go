@@ -3,6 +3,7 @@ package keygroup
 import (
 	"encoding/binary"
 	"hash/fnv"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -127,4 +128,36 @@ func TestFixedSize(t *testing.T) {
 	require.Zero(t, FixedSize[string]())
 	require.Zero(t, FixedSize[struct{ A int }]())
 	require.Zero(t, FixedSize[[8]byte]())
+}
+
+func checkDecoder[K comparable](t *testing.T, keys ...K) {
+	t.Helper()
+	enc, dec := EncoderFor[K](), DecoderFor[K]()
+	require.NotNil(t, dec)
+	for _, k := range keys {
+		b := enc(nil, k)
+		require.Len(t, b, 8)
+		require.Equal(t, k, dec(binary.BigEndian.Uint64(b)), "%T %v", k, k)
+	}
+}
+
+// DecoderFor inverts EncoderFor for every integer kind, at the ends of its
+// range too, and there is none for other kinds.
+func TestDecoderForInvertsEncoder(t *testing.T) {
+	type id int64
+	checkDecoder(t, 0, 1, -1, math.MaxInt, math.MinInt)
+	checkDecoder(t, int64(0), 42, -42, math.MaxInt64, math.MinInt64)
+	checkDecoder(t, int32(0), -7, math.MaxInt32, math.MinInt32)
+	checkDecoder(t, int16(-3), math.MaxInt16, math.MinInt16)
+	checkDecoder(t, int8(-3), math.MaxInt8, math.MinInt8)
+	checkDecoder(t, uint(0), 7, math.MaxUint)
+	checkDecoder(t, uint64(0), math.MaxUint64)
+	checkDecoder(t, uint32(9), math.MaxUint32)
+	checkDecoder(t, uint16(9), math.MaxUint16)
+	checkDecoder(t, uint8(9), math.MaxUint8)
+	checkDecoder(t, id(-5), id(1<<40))
+	require.Nil(t, DecoderFor[float64]())
+	require.Nil(t, DecoderFor[string]())
+	require.Nil(t, DecoderFor[bool]())
+	require.Nil(t, DecoderFor[[2]int64]())
 }
