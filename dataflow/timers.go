@@ -90,36 +90,63 @@ type timerVal[K comparable] struct {
 	kg  uint16 // key groups are below keygroup.MaxMaxParallelism (1<<15)
 }
 
-// timerMap holds the timers of one time by encoded key. Keys whose
-// encodings are all 8 bytes (integers and floats, keygroup.FixedSize) are
-// kept in u by the encoding's big-endian value, the others in s: an integer
-// key's timer costs no string and hashes as one word.
+// timerMap holds the timers of one time by encoded key. Integer keys,
+// whose encodings are 8 bytes and decode back to the key
+// (keygroup.DecoderFor), are kept in u by the encoding's big-endian value
+// (see fixedSet), the others in s: an integer key's timer costs no string,
+// no pointer and about a sixth of the memory.
 type timerMap[K comparable] struct {
-	s map[string]timerVal[K]
-	u map[uint64]timerVal[K]
+	s  map[string]timerVal[K]
+	u  *fixedSet
+	fk *fixedKeys[K] // with u: its keys' keys and key groups
 }
 
-func newTimerMap[K comparable](fixed bool, n int) timerMap[K] {
-	if fixed {
-		return timerMap[K]{u: make(map[uint64]timerVal[K], n)}
+// fixedKeys turns the encoding of an integer key, as a fixedSet holds it,
+// back into the key and its key group.
+type fixedKeys[K comparable] struct {
+	decode func(enc uint64) K
+	maxP   uint64
+}
+
+func (f *fixedKeys[K]) val(p uint64) timerVal[K] {
+	return timerVal[K]{key: f.decode(p), kg: uint16(keygroup.HashUint64(p) % f.maxP)}
+}
+
+// newFixedKeys returns the fixedKeys of K, nil if K is not an integer type.
+func newFixedKeys[K comparable](maxParallelism int) *fixedKeys[K] {
+	dec := keygroup.DecoderFor[K]()
+	if dec == nil || keygroup.FixedSize[K]() != 8 {
+		return nil
+	}
+	return &fixedKeys[K]{decode: dec, maxP: uint64(maxParallelism)}
+}
+
+func newTimerMap[K comparable](fk *fixedKeys[K], n int) timerMap[K] {
+	if fk != nil {
+		return timerMap[K]{u: newFixedSet(n), fk: fk}
 	}
 	return timerMap[K]{s: make(map[string]timerVal[K], n)}
 }
 
-func (m timerMap[K]) len() int { return len(m.s) + len(m.u) }
-
-func (m timerMap[K]) get(enc []byte) (timerVal[K], bool) {
+func (m timerMap[K]) len() int {
 	if m.u != nil {
-		v, ok := m.u[binary.BigEndian.Uint64(enc)]
-		return v, ok
+		return m.u.len()
 	}
-	v, ok := m.s[string(enc)]
-	return v, ok
+	return len(m.s)
 }
 
+func (m timerMap[K]) has(enc []byte) bool {
+	if m.u != nil {
+		return m.u.has(binary.BigEndian.Uint64(enc))
+	}
+	_, ok := m.s[string(enc)]
+	return ok
+}
+
+// put adds the timer of enc; v is only kept for keys that are not integers.
 func (m timerMap[K]) put(enc []byte, v timerVal[K]) {
 	if m.u != nil {
-		m.u[binary.BigEndian.Uint64(enc)] = v
+		m.u.add(binary.BigEndian.Uint64(enc))
 		return
 	}
 	m.s[string(enc)] = v
@@ -127,7 +154,7 @@ func (m timerMap[K]) put(enc []byte, v timerVal[K]) {
 
 func (m timerMap[K]) del(enc []byte) {
 	if m.u != nil {
-		delete(m.u, binary.BigEndian.Uint64(enc))
+		m.u.del(binary.BigEndian.Uint64(enc))
 		return
 	}
 	delete(m.s, string(enc))
@@ -137,12 +164,21 @@ func (m timerMap[K]) del(enc []byte) {
 // the next.
 func (m timerMap[K]) all() iter.Seq2[[]byte, timerVal[K]] {
 	return func(yield func([]byte, timerVal[K]) bool) {
-		var b [8]byte
-		for p, v := range m.u {
-			binary.BigEndian.PutUint64(b[:], p)
-			if !yield(b[:], v) {
+		if m.u != nil {
+			var b [8]byte
+			if m.u.zero && !yield(b[:], m.fk.val(0)) {
 				return
 			}
+			for _, p := range m.u.slots {
+				if p == 0 {
+					continue
+				}
+				binary.BigEndian.PutUint64(b[:], p)
+				if !yield(b[:], m.fk.val(p)) {
+					return
+				}
+			}
+			return
 		}
 		for enc, v := range m.s {
 			if !yield(unsafe.Slice(unsafe.StringData(enc), len(enc)), v) {
@@ -153,20 +189,23 @@ func (m timerMap[K]) all() iter.Seq2[[]byte, timerVal[K]] {
 }
 
 func (m timerMap[K]) clone() timerMap[K] {
-	return timerMap[K]{s: maps.Clone(m.s), u: maps.Clone(m.u)}
+	if m.u != nil {
+		return timerMap[K]{u: m.u.clone(), fk: m.fk}
+	}
+	return timerMap[K]{s: maps.Clone(m.s)}
 }
 
 func (m timerMap[K]) clear() {
+	if m.u != nil {
+		m.u.clear()
+		return
+	}
 	clear(m.s)
-	clear(m.u)
 }
 
-// items appends the timers to dst, unordered. Items of u have no enc: their
-// prefix is the whole encoding.
+// items appends the timers of a map of keys that are not integers to dst,
+// unordered.
 func (m timerMap[K]) items(dst []timerItem[K]) []timerItem[K] {
-	for p, v := range m.u {
-		dst = append(dst, timerItem[K]{p: p, v: v})
-	}
 	for enc, v := range m.s {
 		dst = append(dst, timerItem[K]{p: prefix(enc), enc: enc, v: v})
 	}
@@ -206,10 +245,13 @@ type timerQueue[K comparable] struct {
 	// firing holds the times being fired, the one firing now last: a timer
 	// registered for an earlier time while a time fires goes first.
 	firing []*firingTime[K]
-	// spare is the order of a fired time, kept for the next one to fire.
-	spare []timerItem[K]
-	// scratch is sortTimerItems's buffer.
-	scratch []timerItem[K]
+	// spare is the order of a fired time, kept for the next one to fire;
+	// spareU the same for integer keys.
+	spare  []timerItem[K]
+	spareU []uint64
+	// scratch and scratchU are the sorts' buffers.
+	scratch  []timerItem[K]
+	scratchU []uint64
 	// lastFired is the number of timers of the last time fired, up to
 	// maxPresizedTimers: the size a new time's bucket starts with.
 	lastFired int
@@ -217,8 +259,8 @@ type timerQueue[K comparable] struct {
 	// for the next new bucket: a tumbling window's timers go to a map of
 	// the right size, already in the cache, and allocate nothing.
 	spareMap *timerMap[K]
-	// fixed: the keys' encodings are 8 bytes (see timerMap)
-	fixed bool
+	// fk: the keys are integers, kept by their encodings (see timerMap)
+	fk *fixedKeys[K]
 }
 
 // maxPresizedTimers bounds the size a new bucket starts with.
@@ -245,28 +287,23 @@ func (h *timeHeap) Pop() any {
 // Timers registered for its time meanwhile go to a new bucket, which fires
 // after it; those deleted meanwhile are skipped.
 type firingTime[K comparable] struct {
-	t       Timestamp
-	m       timerMap[K]
-	ver     uint32 // the bucket's
-	order   []timerItem[K]
+	t     Timestamp
+	m     timerMap[K]
+	ver   uint32 // the bucket's
+	order []timerItem[K]
+	// orderU is the order of a map of integer keys (m.u): their encodings.
+	orderU  []uint64
 	pos     int
 	deleted map[string]struct{}
 }
 
+// size is the number of timers in f's order.
+func (f *firingTime[K]) size() int { return len(f.order) + len(f.orderU) }
+
 type timerItem[K comparable] struct {
 	p   uint64 // the first 8 bytes of the encoded key, big-endian: most comparisons need no more
-	enc string // the encoded key; empty in a map of fixed-size keys, whose p is the whole key
+	enc string // the encoded key
 	v   timerVal[K]
-}
-
-// itemOf is the item of the encoded key enc, without its value; its enc
-// is a view of enc, valid while enc is.
-func (m timerMap[K]) itemOf(enc []byte) timerItem[K] {
-	if m.u != nil {
-		return timerItem[K]{p: binary.BigEndian.Uint64(enc)}
-	}
-	e := unsafe.String(unsafe.SliceData(enc), len(enc))
-	return timerItem[K]{p: prefix(e), enc: e}
 }
 
 // cmpItems orders timer items by their encoded keys, bytewise.
@@ -282,12 +319,19 @@ func cmpItems[K comparable](a, b timerItem[K]) int {
 
 // fired reports whether the timer of enc fired already.
 func (f *firingTime[K]) fired(enc []byte) bool {
-	return f.pos > 0 && cmpItems(f.m.itemOf(enc), f.order[f.pos-1]) <= 0
+	switch {
+	case f.pos == 0:
+		return false
+	case f.orderU != nil:
+		return binary.BigEndian.Uint64(enc) <= f.orderU[f.pos-1]
+	}
+	e := unsafe.String(unsafe.SliceData(enc), len(enc))
+	return cmpItems(timerItem[K]{p: prefix(e), enc: e}, f.order[f.pos-1]) <= 0
 }
 
 // pending reports whether the timer of enc, in f.m, has not fired yet.
 func (f *firingTime[K]) pending(enc []byte) bool {
-	if _, ok := f.m.get(enc); !ok {
+	if !f.m.has(enc) {
 		return false
 	}
 	if _, del := f.deleted[string(enc)]; del {
@@ -296,15 +340,32 @@ func (f *firingTime[K]) pending(enc []byte) bool {
 	return !f.fired(enc)
 }
 
-// newFiring takes b out to fire: its timers in the order of their encoded
-// keys. buf, if it has room, holds the order (the queue reuses the slices of
-// fired times).
-func newFiring[K comparable](b *timerBucket[K], buf []timerItem[K], scratch *[]timerItem[K]) *firingTime[K] {
-	if n := b.m.len(); cap(buf) < n {
+// newFiring takes b out of q to fire: its timers in the order of their
+// encoded keys, in a fired time's slice if it has room.
+func (q *timerQueue[K]) newFiring(b *timerBucket[K]) *firingTime[K] {
+	f := &firingTime[K]{t: b.t, m: b.m, ver: b.ver}
+	n := b.m.len()
+	if b.m.u != nil {
+		buf := q.spareU
+		if cap(buf) < n {
+			buf = make([]uint64, 0, n)
+		}
+		f.orderU = b.m.u.appendTo(buf[:0])
+		if n < radixSortMin {
+			slices.Sort(f.orderU)
+		} else {
+			radixSort(f.orderU, &q.scratchU, func(p *uint64) uint64 { return *p })
+		}
+		q.spareU = nil
+		return f
+	}
+	buf := q.spare
+	if cap(buf) < n {
 		buf = make([]timerItem[K], 0, n)
 	}
-	f := &firingTime[K]{t: b.t, m: b.m, order: b.m.items(buf[:0])}
-	sortTimerItems(f.order, scratch)
+	f.order = b.m.items(buf[:0])
+	sortTimerItems(f.order, &q.scratch)
+	q.spare = nil
 	return f
 }
 
@@ -324,40 +385,7 @@ func sortTimerItems[K comparable](items []timerItem[K], scratch *[]timerItem[K])
 		slices.SortFunc(items, cmp)
 		return
 	}
-	var counts [8][256]int
-	for i := range items {
-		p := items[i].p
-		for d := range 8 {
-			counts[d][byte(p>>(8*d))]++
-		}
-	}
-	if cap(*scratch) < len(items) {
-		*scratch = make([]timerItem[K], len(items))
-	}
-	src, dst := items, (*scratch)[:len(items)]
-	for d := range 8 {
-		c := &counts[d]
-		if c[byte(src[0].p>>(8*d))] == len(src) {
-			continue // every prefix has this byte
-		}
-		at := 0
-		for i := range c {
-			at, c[i] = at+c[i], at
-		}
-		for i := range src {
-			b := byte(src[i].p >> (8 * d))
-			dst[c[b]] = src[i]
-			c[b]++
-		}
-		src, dst = dst, src
-	}
-	if &src[0] != &items[0] {
-		copy(items, src) // an odd number of passes left the order in the buffer
-	}
-	clear((*scratch)[:len(items)]) // drop the references to the keys
-	if cap(*scratch) > maxSpareTimers {
-		*scratch = nil
-	}
+	radixSort(items, scratch, func(it *timerItem[K]) uint64 { return it.p })
 	// Equal prefixes: order by the whole key.
 	for i := 0; i < len(items); {
 		j := i + 1
@@ -368,6 +396,50 @@ func sortTimerItems[K comparable](items []timerItem[K], scratch *[]timerItem[K])
 			slices.SortFunc(items[i:j], cmp)
 		}
 		i = j
+	}
+}
+
+// radixSort sorts items by prefix, an LSD radix sort byte by byte, skipping
+// the bytes that every prefix shares (the high bytes of small integer keys).
+// Items of equal prefixes keep their order. scratch holds a buffer it
+// reuses.
+func radixSort[T any](items []T, scratch *[]T, prefix func(*T) uint64) {
+	if len(items) < 2 {
+		return
+	}
+	var counts [8][256]int
+	for i := range items {
+		p := prefix(&items[i])
+		for d := range 8 {
+			counts[d][byte(p>>(8*d))]++
+		}
+	}
+	if cap(*scratch) < len(items) {
+		*scratch = make([]T, len(items))
+	}
+	src, dst := items, (*scratch)[:len(items)]
+	for d := range 8 {
+		c := &counts[d]
+		if c[byte(prefix(&src[0])>>(8*d))] == len(src) {
+			continue // every prefix has this byte
+		}
+		at := 0
+		for i := range c {
+			at, c[i] = at+c[i], at
+		}
+		for i := range src {
+			b := byte(prefix(&src[i]) >> (8 * d))
+			dst[c[b]] = src[i]
+			c[b]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &items[0] {
+		copy(items, src) // an odd number of passes left the order in the buffer
+	}
+	clear((*scratch)[:len(items)]) // drop the references items hold
+	if cap(*scratch) > maxSpareTimers {
+		*scratch = nil
 	}
 }
 
@@ -395,7 +467,7 @@ func (q *timerQueue[K]) reserve(t Timestamp, n int) {
 		if q.byTime == nil {
 			q.byTime = map[Timestamp]*timerBucket[K]{}
 		}
-		q.byTime[t] = &timerBucket[K]{t: t, m: newTimerMap[K](q.fixed, n), ver: q.epoch}
+		q.byTime[t] = &timerBucket[K]{t: t, m: newTimerMap(q.fk, n), ver: q.epoch}
 		heap.Push(&q.times, t)
 	}
 }
@@ -403,7 +475,7 @@ func (q *timerQueue[K]) reserve(t Timestamp, n int) {
 // checkEnc checks a restored encoded key: the keys of a fixed-size type
 // encode to 8 bytes.
 func (q *timerQueue[K]) checkEnc(enc []byte) error {
-	if q.fixed && len(enc) != 8 {
+	if q.fk != nil && len(enc) != 8 {
 		return fmt.Errorf("encoded key of %d bytes, keys of this operator encode to 8 (was the key type changed?)", len(enc))
 	}
 	return nil
@@ -415,21 +487,17 @@ func (q *timerQueue[K]) add(t Timestamp, enc []byte, key K, kg int) {
 	if b != nil && b.m.u != nil && b.ver == q.epoch && len(q.firing) == 0 {
 		// An integer key in a map no snapshot shares, no time firing. The
 		// first registration's key stays (0.0 and -0.0 encode alike).
-		m, p := b.m.u, binary.BigEndian.Uint64(enc)
-		if _, ok := m[p]; !ok {
-			m[p] = timerVal[K]{key: key, kg: uint16(kg)}
+		if b.m.u.add(binary.BigEndian.Uint64(enc)) {
 			q.n++
 		}
 		return
 	}
-	if b != nil {
-		if _, ok := b.m.get(enc); ok {
-			return
-		}
+	if b != nil && b.m.has(enc) {
+		return
 	}
 	if len(q.firing) > 0 {
 		if f := q.firingAt(t); f != nil {
-			if _, ok := f.m.get(enc); ok {
+			if f.m.has(enc) {
 				if _, del := f.deleted[string(enc)]; del && !f.fired(enc) {
 					delete(f.deleted, string(enc)) // deleted, not fired: pending again
 					q.n++
@@ -451,7 +519,7 @@ func (q *timerQueue[K]) add(t Timestamp, enc []byte, key K, kg int) {
 		if q.spareMap != nil {
 			m, q.spareMap = *q.spareMap, nil
 		} else {
-			m = newTimerMap[K](q.fixed, q.lastFired)
+			m = newTimerMap(q.fk, q.lastFired)
 		}
 		b = &timerBucket[K]{t: t, m: m, ver: q.epoch}
 		q.byTime[t] = b
@@ -464,7 +532,7 @@ func (q *timerQueue[K]) add(t Timestamp, enc []byte, key K, kg int) {
 
 func (q *timerQueue[K]) remove(t Timestamp, enc []byte) {
 	if b := q.byTime[t]; b != nil {
-		if _, ok := b.m.get(enc); ok {
+		if b.m.has(enc) {
 			q.own(b)
 			b.m.del(enc)
 			q.n--
@@ -527,8 +595,8 @@ type keyedTimers[K comparable] struct {
 // with keys of type K.
 func newKeyedTimers[K comparable](backend state.Backend, handler TimerHandler[K], clock func() time.Time, maxParallelism int) *keyedTimers[K] {
 	s := &keyedTimers[K]{backend: backend, handler: handler, wm: MinWatermark, clock: clock, maxP: uint64(maxParallelism)}
-	fixed := keygroup.FixedSize[K]() == 8
-	s.event.fixed, s.proc.fixed = fixed, fixed
+	fk := newFixedKeys[K](maxParallelism)
+	s.event.fk, s.proc.fk = fk, fk
 	backend.SetKeySource(&s.seq, s.resolveKey)
 	return s
 }
@@ -599,17 +667,13 @@ func (s *keyedTimers[K]) DeleteProcessingTimeTimer(t Timestamp) {
 	s.proc.remove(t, s.enc)
 }
 
-// itemEnc returns the encoded key of a timer about to fire. The backend
-// copies the key if it keeps it, and nothing writes to s.enc: a view of
-// the item's string saves a copy per timer. A fixed-size key is written to
-// the one of two buffers the backend's current key is not in.
-func (s *keyedTimers[K]) itemEnc(it *timerItem[K]) []byte {
-	if it.enc != "" || !s.event.fixed {
-		return unsafe.Slice(unsafe.StringData(it.enc), len(it.enc))
-	}
+// fixedEnc returns the encoded key of a timer of an integer key about to
+// fire: p, written to the one of two buffers the backend's current key is
+// not in (the backend copies the key if it keeps it).
+func (s *keyedTimers[K]) fixedEnc(p uint64) []byte {
 	s.fixedI = 1 - s.fixedI
 	b := s.fixedBuf[s.fixedI][:]
-	binary.BigEndian.PutUint64(b, it.p)
+	binary.BigEndian.PutUint64(b, p)
 	return b
 }
 
@@ -629,19 +693,20 @@ func (s *keyedTimers[K]) fire(q *timerQueue[K], t Timestamp, domain TimeDomain) 
 				}
 				heap.Pop(&q.times)
 				delete(q.byTime, b.t)
-				q.firing = append(q.firing, newFiring(b, q.spare, &q.scratch))
-				q.firing[len(q.firing)-1].ver = b.ver
+				q.firing = append(q.firing, q.newFiring(b))
 				q.lastFired = min(b.m.len(), maxPresizedTimers)
-				q.spare = nil
 				continue
 			}
 		}
 		if f == nil {
 			return nil
 		}
-		if f.pos == len(f.order) {
+		if f.pos == f.size() {
 			q.firing[len(q.firing)-1] = nil
 			q.firing = q.firing[:len(q.firing)-1]
+			if cap(f.orderU) > cap(q.spareU) && cap(f.orderU) <= maxSpareTimers {
+				q.spareU = f.orderU[:0]
+			}
 			if cap(f.order) > cap(q.spare) && cap(f.order) <= maxSpareTimers {
 				clear(f.order) // drop the references to the keys
 				q.spare = f.order[:0]
@@ -654,17 +719,24 @@ func (s *keyedTimers[K]) fire(q *timerQueue[K], t Timestamp, domain TimeDomain) 
 			}
 			continue
 		}
-		it := &f.order[f.pos]
+		var v timerVal[K]
+		var enc []byte
+		if f.orderU != nil {
+			p := f.orderU[f.pos]
+			enc, v = s.fixedEnc(p), f.m.fk.val(p)
+		} else {
+			it := &f.order[f.pos]
+			enc, v = unsafe.Slice(unsafe.StringData(it.enc), len(it.enc)), it.v
+		}
 		f.pos++
-		enc := s.itemEnc(it)
 		if len(f.deleted) > 0 {
 			if _, del := f.deleted[string(enc)]; del {
 				continue
 			}
 		}
 		q.n--
-		s.setCurrent(it.v.key, enc, int(it.v.kg))
-		if err := s.handler.OnTimer(it.v.key, Timer{Time: f.t, Domain: domain}); err != nil {
+		s.setCurrent(v.key, enc, int(v.kg))
+		if err := s.handler.OnTimer(v.key, Timer{Time: f.t, Domain: domain}); err != nil {
 			return fmt.Errorf("%s timer at %v: %w", domain, f.t, err)
 		}
 	}

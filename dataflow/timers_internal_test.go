@@ -339,7 +339,9 @@ func TestTimersFixedSizeKeysMatchStringKeys(t *testing.T) {
 		t.Cleanup(func() { be.Close() })
 		r := &run{}
 		r.s = newKeyedTimers[int64](be, nil, nil, keygroup.DefaultMaxParallelism)
-		r.s.event.fixed, r.s.proc.fixed = fixed, fixed
+		if !fixed {
+			r.s.event.fk, r.s.proc.fk = nil, nil
+		}
 		return r
 	}
 	// hook registers and deletes timers from inside OnTimer, decided by the

@@ -1,0 +1,158 @@
+package dataflow
+
+import (
+	"math/bits"
+	"slices"
+)
+
+// fixedSet is the set of keys with a timer at one time when the keys'
+// encodings are 8 bytes (integer keys): each held as its encoding, a
+// big-endian uint64, in one []uint64 with open addressing and linear
+// probing. A timer costs about 11-21 bytes (8 a slot, at a load of 3/8 to
+// 3/4) and holds no pointer for the collector to scan; the key and its key
+// group are computed from the encoding when the timer fires or is written
+// (fixedKeys). A Go map of the encoding to the key and key group took about
+// 40 bytes a timer, and firing a time copied its timers into a 40-byte item
+// each to sort them: together most of a tumbling-window operator's memory
+// per key (BenchmarkStateGrowth in window/).
+type fixedSet struct {
+	slots []uint64 // 0 is an empty slot: the key 0 is zero
+	n     int      // keys in slots
+	zero  bool     // the key 0 is in the set
+	shift uint8    // 64 - log2(len(slots))
+}
+
+// minFixedSlots is the smallest table of a fixedSet.
+const minFixedSlots = 8
+
+// newFixedSet returns a set with room for n keys before it grows.
+func newFixedSet(n int) *fixedSet {
+	s := &fixedSet{}
+	s.alloc(n)
+	return s
+}
+
+// alloc gives s an empty table with room for n keys.
+func (s *fixedSet) alloc(n int) {
+	size := minFixedSlots
+	for size*3/4 < n {
+		size *= 2
+	}
+	s.slots = make([]uint64, size)
+	s.shift = uint8(64 - bits.TrailingZeros(uint(size)))
+}
+
+func (s *fixedSet) len() int {
+	if s.zero {
+		return s.n + 1
+	}
+	return s.n
+}
+
+// home is the slot a key's probe starts at (Fibonacci hashing: the high
+// bits of the product, which mix every bit of small and sequential keys).
+func (s *fixedSet) home(p uint64) int { return int((p * 0x9e3779b97f4a7c15) >> s.shift) }
+
+// find returns the slot of p, or of the empty slot where its probe ends.
+func (s *fixedSet) find(p uint64) (int, bool) {
+	mask := len(s.slots) - 1
+	for i := s.home(p); ; i = (i + 1) & mask {
+		switch s.slots[i] {
+		case p:
+			return i, true
+		case 0:
+			return i, false
+		}
+	}
+}
+
+func (s *fixedSet) has(p uint64) bool {
+	if p == 0 {
+		return s.zero
+	}
+	_, ok := s.find(p)
+	return ok
+}
+
+// add adds p and reports whether it was not in the set.
+func (s *fixedSet) add(p uint64) bool {
+	if p == 0 {
+		added := !s.zero
+		s.zero = true
+		return added
+	}
+	i, ok := s.find(p)
+	if ok {
+		return false
+	}
+	if (s.n+1)*4 > len(s.slots)*3 {
+		s.grow()
+		i, _ = s.find(p)
+	}
+	s.slots[i] = p
+	s.n++
+	return true
+}
+
+func (s *fixedSet) grow() {
+	old := s.slots
+	s.alloc(len(old))
+	for _, p := range old {
+		if p != 0 {
+			i, _ := s.find(p)
+			s.slots[i] = p
+		}
+	}
+}
+
+// del removes p and reports whether it was in the set. The keys after it in
+// its run move back into the hole where their probes allow, so that no
+// probe ever crosses a deleted slot (Knuth's algorithm R).
+func (s *fixedSet) del(p uint64) bool {
+	if p == 0 {
+		was := s.zero
+		s.zero = false
+		return was
+	}
+	i, ok := s.find(p)
+	if !ok {
+		return false
+	}
+	mask := len(s.slots) - 1
+	s.slots[i] = 0
+	for j := (i + 1) & mask; s.slots[j] != 0; j = (j + 1) & mask {
+		h := s.home(s.slots[j])
+		// The key at j stays if its home is cyclically in (i, j].
+		if i <= j && i < h && h <= j || i > j && (i < h || h <= j) {
+			continue
+		}
+		s.slots[i], s.slots[j] = s.slots[j], 0
+		i = j
+	}
+	s.n--
+	return true
+}
+
+func (s *fixedSet) clone() *fixedSet {
+	c := *s
+	c.slots = slices.Clone(s.slots)
+	return &c
+}
+
+func (s *fixedSet) clear() {
+	clear(s.slots)
+	s.n, s.zero = 0, false
+}
+
+// appendTo appends the keys to dst, unordered.
+func (s *fixedSet) appendTo(dst []uint64) []uint64 {
+	if s.zero {
+		dst = append(dst, 0)
+	}
+	for _, p := range s.slots {
+		if p != 0 {
+			dst = append(dst, p)
+		}
+	}
+	return dst
+}
