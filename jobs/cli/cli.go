@@ -66,6 +66,7 @@ serve:
   --raft-addr ADDR         the node's raft address (host:port other nodes dial)
   --data-dir DIR           the node's raft log and snapshots
   --join ADDR              the REST API address of a member to join (none: a new cluster)
+  --join-timeout D         how long --join retries a member that does not answer (default 5s)
   --slots N                subtasks the node runs at most (default: the number of CPUs)
 management verbs (deploy, list, status, savepoint, stop, cancel, checkpoints, nodes):
   --runner URL             the runner (default $SLUICE_RUNNER or http://127.0.0.1:8081)

@@ -1,6 +1,11 @@
 package cli_test
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -8,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sluicedata/sluice/jobs"
 	"github.com/sluicedata/sluice/jobs/cli"
 )
 
@@ -57,4 +63,62 @@ func TestNodesOnARunnerThatIsNotAClusterNode(t *testing.T) {
 	code, _, errOut := run("nodes", "--runner", url)
 	require.Equal(t, cli.ExitFailed, code)
 	require.Contains(t, errOut, "not a cluster node")
+}
+
+// runBounded is run for a serve expected to fail: should it run instead,
+// it ends after 30 s and the test fails on its exit code.
+func runBounded(args ...string) (code int, stderr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code = cli.Main(ctx, jobs.Default, args, &out, &errb)
+	return code, errb.String()
+}
+
+// lastLine is the last line of out: the error serve exits with.
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return lines[len(lines)-1]
+}
+
+func TestServeReportsAnUnreachableJoinAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	cause := fmt.Sprintf(`call %[1]s: Post "http://%[1]s/v1/cluster/join": dial tcp %[1]s: connect: connection refused`, addr)
+	for _, c := range []struct {
+		flags  []string
+		within string
+	}{
+		{nil, "5s"}, // the default
+		{[]string{"--join-timeout", "200ms"}, "200ms"},
+	} {
+		args := append([]string{"serve", "--http", "127.0.0.1:0", "--node-id", "b", "--raft-addr", "127.0.0.1:0",
+			"--data-dir", t.TempDir(), "--join", addr}, c.flags...)
+		start := time.Now()
+		code, errOut := runBounded(args...)
+		require.Equal(t, cli.ExitFailed, code, errOut)
+		require.Equal(t, `jobrunner serve: cluster: join address unreachable: node "b" could not join through `+addr+
+			" within "+c.within+": "+cause, lastLine(errOut))
+		require.Less(t, time.Since(start), 15*time.Second)
+	}
+	code, _, errOut := run("serve", "--node-id", "b", "--raft-addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
+		"--join", addr, "--join-timeout", "0s")
+	require.Equal(t, cli.ExitUsage, code)
+	require.Equal(t, "jobrunner serve: --join-timeout 0s: want more than 0", lastLine(errOut))
+}
+
+func TestServeRefusesADataDirInUse(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a")
+	url := serveRunner(t, "--node-id", "a", "--raft-addr", "127.0.0.1:0", "--data-dir", dir, "--slots", "1")
+	// serve listens before its node starts: once nodes answers, it holds dir.
+	require.Eventually(t, func() bool {
+		code, _, _ := run("nodes", "--runner", url)
+		return code == cli.ExitOK
+	}, 20*time.Second, 20*time.Millisecond)
+	code, errOut := runBounded("serve", "--http", "127.0.0.1:0", "--node-id", "a2", "--raft-addr", "127.0.0.1:0", "--data-dir", dir)
+	require.Equal(t, cli.ExitFailed, code, errOut)
+	require.Equal(t, fmt.Sprintf("jobrunner serve: cluster: data directory in use: %s is held by the node of process %d (lock %s)",
+		dir, os.Getpid(), filepath.Join(dir, "LOCK")), lastLine(errOut))
 }

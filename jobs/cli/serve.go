@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluicedata/sluice/jobs"
 	"github.com/sluicedata/sluice/jobs/cluster"
@@ -32,6 +33,7 @@ func serve(ctx context.Context, reg *jobs.Registry, args []string, stderr io.Wri
 	fs.StringVar(&cc.DataDir, "data-dir", "", "")
 	fs.StringVar(&cc.Join, "join", "", "")
 	fs.IntVar(&cc.Slots, "slots", runtime.NumCPU(), "")
+	fs.DurationVar(&cc.JoinTimeout, "join-timeout", 5*time.Second, "")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -42,6 +44,8 @@ func serve(ctx context.Context, reg *jobs.Registry, args []string, stderr io.Wri
 	switch {
 	case !clustered && (cc.RaftAddr != "" || cc.DataDir != "" || cc.Join != ""):
 		return usageError{errors.New("--raft-addr, --data-dir and --join make a cluster node: give --node-id too")}
+	case cc.JoinTimeout <= 0:
+		return usageError{fmt.Errorf("--join-timeout %s: want more than 0", cc.JoinTimeout)}
 	case clustered && (cc.RaftAddr == "" || cc.DataDir == ""):
 		return usageError{errors.New("--node-id needs --raft-addr ADDR and --data-dir DIR")}
 	case cc.Slots < 1:
