@@ -31,8 +31,11 @@ type Codec[E any] interface {
 }
 
 // Msgpack returns the default codec: records in MessagePack
-// (github.com/vmihailenco/msgpack/v5, structs as arrays of their fields and
+// (github.com/vmihailenco/msgpack/v5: structs as maps by field name,
 // integers in their shortest form), key groups as raw little-endian uint16.
+// Structs go as maps, not arrays, because msgpack v5 allocates an error per
+// array-encoded struct it decodes; maps decode without allocating and let
+// either end add a field.
 // Its encoding is
 //
 //	uvarint k | (k-1) key groups, 2 bytes each | msgpack array of records
@@ -45,7 +48,6 @@ func Msgpack[E any]() Codec[E] {
 	c.enc.New = func() any {
 		s := &encState{}
 		s.enc = msgpack.NewEncoder(&s.w)
-		s.enc.UseArrayEncodedStructs(true)
 		s.enc.UseCompactInts(true)
 		return s
 	}
