@@ -70,7 +70,7 @@ type pipe struct {
 
 // newPipe starts the receiver's Run; the test's cleanup cancels it and
 // closes both ends.
-func newPipe(t *testing.T, url, subject string, cfg Config[rec], gate *exchange.Gate[rec]) *pipe {
+func newPipe(t testing.TB, url, subject string, cfg Config[rec], gate *exchange.Gate[rec]) *pipe {
 	t.Helper()
 	s, err := NewSender(connect(t, url), subject, cfg)
 	require.NoError(t, err)
