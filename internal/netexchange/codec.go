@@ -40,11 +40,16 @@ type Codec[E any] interface {
 //
 //	uvarint k | (k-1) key groups, 2 bytes each | msgpack array of records
 //
-// where k = 0 means no key groups. Records of a type implementing
-// msgpack.CustomEncoder and msgpack.CustomDecoder are encoded by their own
-// methods, which avoids reflection per field.
+// where k = 0 means no key groups. Records whose pointer type implements
+// msgpack.CustomEncoder (and msgpack.CustomDecoder) are encoded (and decoded)
+// by those methods, called directly: that saves msgpack's look-up of an
+// encoder per record and its reflection per field, which is most of the cost
+// of a small record.
 func Msgpack[E any]() Codec[E] {
 	c := &msgpackCodec[E]{}
+	var zero E
+	_, c.customEnc = any(&zero).(msgpack.CustomEncoder)
+	_, c.customDec = any(&zero).(msgpack.CustomDecoder)
 	c.enc.New = func() any {
 		s := &encState{}
 		s.enc = msgpack.NewEncoder(&s.w)
@@ -61,6 +66,8 @@ func Msgpack[E any]() Codec[E] {
 
 type msgpackCodec[E any] struct {
 	enc, dec sync.Pool // *encState, *decState: one encoder or decoder per batch in flight
+	// customEnc and customDec say that *E has its own msgpack methods.
+	customEnc, customDec bool
 }
 
 type encState struct {
@@ -95,8 +102,14 @@ func (c *msgpackCodec[E]) AppendBatch(dst []byte, records []E, keyGroups []uint1
 	s := c.enc.Get().(*encState)
 	s.w.b = dst
 	err := s.enc.EncodeArrayLen(len(records))
-	for i := 0; i < len(records) && err == nil; i++ {
-		err = s.enc.EncodeValue(reflect.ValueOf(&records[i]).Elem())
+	if c.customEnc {
+		for i := 0; i < len(records) && err == nil; i++ {
+			err = any(&records[i]).(msgpack.CustomEncoder).EncodeMsgpack(s.enc)
+		}
+	} else {
+		for i := 0; i < len(records) && err == nil; i++ {
+			err = s.enc.EncodeValue(reflect.ValueOf(&records[i]).Elem())
+		}
 	}
 	dst = s.w.b
 	s.w.b = nil
@@ -145,7 +158,12 @@ func (c *msgpackCodec[E]) DecodeBatch(data []byte, b *exchange.Batch[E]) error {
 	}
 	b.Records = slices.Grow(b.Records[:0], nrec)[:nrec]
 	for i := range b.Records {
-		if err := s.dec.DecodeValue(reflect.ValueOf(&b.Records[i]).Elem()); err != nil {
+		if c.customDec {
+			err = any(&b.Records[i]).(msgpack.CustomDecoder).DecodeMsgpack(s.dec)
+		} else {
+			err = s.dec.DecodeValue(reflect.ValueOf(&b.Records[i]).Elem())
+		}
+		if err != nil {
 			clear(b.Records)
 			b.Records = b.Records[:0]
 			return fmt.Errorf("netexchange: decode record %d of %d: %w", i, nrec, err)

@@ -28,6 +28,22 @@ func TestMsgpackRoundTrip(t *testing.T) {
 	require.Zero(t, b.Len())
 }
 
+// A record type with its own msgpack methods is encoded by them.
+func TestMsgpackCustomMethods(t *testing.T) {
+	c := Msgpack[crec]()
+	recs := []crec{{A: 1, B: -1, S: "a"}, {A: 1 << 40, S: "ünï"}}
+	buf, err := c.AppendBatch(nil, recs, nil)
+	require.NoError(t, err)
+	// No key groups, an array of 2, then 1, -1, "a" in compact form: the
+	// fields as EncodeMsgpack writes them, without field names.
+	require.Equal(t, []byte{0, 0x92, 0x01, 0xff, 0xa1, 'a'}, buf[:6])
+	b := &exchange.Batch[crec]{}
+	require.NoError(t, c.DecodeBatch(buf, b))
+	require.Equal(t, recs, b.Records)
+	b.Records = b.Records[:0]
+	require.ErrorContains(t, c.DecodeBatch(buf[:len(buf)-2], b), "decode record 1 of 2")
+}
+
 // Encoding into a reused buffer and decoding into a recycled batch allocate
 // nothing per record: the records here hold no strings, the one thing a
 // decoder must allocate.

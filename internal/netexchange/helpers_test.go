@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
+	"github.com/vmihailenco/msgpack/v5"
 	"go.uber.org/goleak"
 
 	"github.com/sluicedata/sluice/connectors/jetstream/embedded"
@@ -20,6 +21,31 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type rec struct {
 	A, B int64
 	S    string
+}
+
+// crec is rec with msgpack methods of its own, which the Msgpack codec
+// calls directly.
+type crec rec
+
+func (r *crec) EncodeMsgpack(enc *msgpack.Encoder) error {
+	if err := enc.EncodeInt(r.A); err != nil {
+		return err
+	}
+	if err := enc.EncodeInt(r.B); err != nil {
+		return err
+	}
+	return enc.EncodeString(r.S)
+}
+
+func (r *crec) DecodeMsgpack(dec *msgpack.Decoder) (err error) {
+	if r.A, err = dec.DecodeInt64(); err != nil {
+		return err
+	}
+	if r.B, err = dec.DecodeInt64(); err != nil {
+		return err
+	}
+	r.S, err = dec.DecodeString()
+	return err
 }
 
 // startServer starts an embedded NATS server on a random port for the test.
@@ -61,22 +87,22 @@ func testConfig() Config[rec] {
 
 // pipe is a sender on one connection and a receiver feeding channel 0 of
 // gate on another, as on two nodes.
-type pipe struct {
-	s    *Sender[rec]
-	r    *Receiver[rec]
-	gate *exchange.Gate[rec]
+type pipe[E any] struct {
+	s    *Sender[E]
+	r    *Receiver[E]
+	gate *exchange.Gate[E]
 	errc chan error // Run's result
 }
 
 // newPipe starts the receiver's Run; the test's cleanup cancels it and
 // closes both ends.
-func newPipe(t testing.TB, url, subject string, cfg Config[rec], gate *exchange.Gate[rec]) *pipe {
+func newPipe[E any](t testing.TB, url, subject string, cfg Config[E], gate *exchange.Gate[E]) *pipe[E] {
 	t.Helper()
 	s, err := NewSender(connect(t, url), subject, cfg)
 	require.NoError(t, err)
 	r, err := NewReceiver(connect(t, url), subject, gate, 0, cfg)
 	require.NoError(t, err)
-	p := &pipe{s: s, r: r, gate: gate, errc: make(chan error, 1)}
+	p := &pipe[E]{s: s, r: r, gate: gate, errc: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { p.errc <- r.Run(ctx) }()
 	t.Cleanup(func() {
