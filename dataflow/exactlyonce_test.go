@@ -117,6 +117,8 @@ type faults struct {
 	commitDone    atomic.Bool
 	afterManifest bool // storage: the first manifest commit "crashes" after the rename
 	manifestDone  atomic.Bool
+	prefetch      bool // the keyed operator is a dataflow.Prefetcher: the runtime batches its input
+	prefetched    atomic.Int64
 }
 
 var errInjected = errors.New("injected failure")
@@ -154,6 +156,11 @@ func (c *counter) Process(e event, ts dataflow.Timestamp) error {
 	c.out.Collect(seqRecord{Key: e.Key, Seq: e.Seq, Count: n}, ts)
 	return nil
 }
+
+// prefetchingCounter is counter as a dataflow.Prefetcher.
+type prefetchingCounter struct{ counter }
+
+func (c *prefetchingCounter) Prefetch(es []event) { c.f.prefetched.Add(int64(len(es))) }
 
 // SnapshotState makes the keyed operator a Snapshotter only to fail a snapshot.
 func (c *counter) SnapshotState(_ context.Context, id int64) ([]byte, error) {
@@ -245,6 +252,9 @@ func runExactlyOnce(t *testing.T, f *faults, par int, total int64, nKeys int64, 
 	})
 	keyed := dataflow.KeyBy(src, func(e event) int64 { return e.Key })
 	counted := dataflow.AddKeyedOperator(keyed, "count", func(out dataflow.Output[seqRecord]) dataflow.Operator[event] {
+		if f.prefetch {
+			return &prefetchingCounter{counter{f: f, out: out}}
+		}
 		return &counter{f: f, out: out}
 	})
 	var txnSeq atomic.Int64
@@ -258,6 +268,9 @@ func runExactlyOnce(t *testing.T, f *faults, par int, total int64, nKeys int64, 
 	res := f.st.check(nKeys, total)
 	require.Equal(t, checkResult{}, res, "lost, duplicated, out of order, state errors")
 	require.Equal(t, wantFailures, f.fired.Load(), "injected failures that fired")
+	if f.prefetch {
+		require.GreaterOrEqual(t, f.prefetched.Load(), total, "records prefetched")
+	}
 	require.Equal(t, int64(wantFailures), job.Restarts(), "restarts")
 	ids, err := st.List(ctx)
 	require.NoError(t, err)
@@ -284,11 +297,19 @@ func TestExactlyOnceUnderFailures(t *testing.T) {
 	}
 	for _, tc := range cases {
 		for _, par := range []int{1, 2} {
-			t.Run(fmt.Sprintf("%s/p%d", tc.name, par), func(t *testing.T) {
-				f := &faults{st: newStore()}
-				tc.f(f)
-				runExactlyOnce(t, f, par, total, nKeys, tc.fails)
-			})
+			// A Prefetcher gets its input in batches, chained (p1) and
+			// from the keyed exchange (p2).
+			for _, prefetch := range []bool{false, true} {
+				name := fmt.Sprintf("%s/p%d", tc.name, par)
+				if prefetch {
+					name += "/prefetch"
+				}
+				t.Run(name, func(t *testing.T) {
+					f := &faults{st: newStore(), prefetch: prefetch}
+					tc.f(f)
+					runExactlyOnce(t, f, par, total, nKeys, tc.fails)
+				})
+			}
 		}
 	}
 }

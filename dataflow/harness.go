@@ -106,6 +106,7 @@ func (h *TestHarness[In, Out]) drive() error {
 		h.t.polling = true
 		defer func() { h.t.polling = false }()
 		_, err := h.t.src.poll(h.t.ctx)
+		h.t.flushBatches()
 		if err != nil {
 			return h.t.opErr(0, err)
 		}

@@ -44,6 +44,27 @@ type Operator[In any] interface {
 	Close() error
 }
 
+// Prefetcher is implemented by keyed operators that can start the memory
+// accesses of a batch of records before the runtime calls Process for each
+// of them, so that the CPU cache misses of the batch overlap instead of
+// coming one after the other: a keyed operator over more keys than fit in
+// the CPU caches spends most of its time waiting for its per-key state
+// (BenchmarkStateGrowth in window/). The runtime calls Prefetch with up to
+// a hundred or so consecutive records, then Process with each of them, in
+// order, with nothing in between. Prefetch must not change what the
+// operator or its state hold: it only reads what Process will read.
+//
+// The runtime gives a keyed operator that implements Prefetcher the
+// batches of its keyed exchange, and buffers the records a chained
+// upstream operator emits into it until it has a batch, until that
+// operator's poll or input batch ends, or until anything else reaches the
+// operator (a watermark, a checkpoint, a timer, the end of input): records
+// wait a batch at most, and never overtake anything. The slice is only
+// valid during the call.
+type Prefetcher[In any] interface {
+	Prefetch(records []In)
+}
+
 // SourceStatus tells the runtime what a source can offer next.
 type SourceStatus uint8
 

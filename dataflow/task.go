@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/sluicedata/sluice/checkpoint"
@@ -48,6 +49,9 @@ type task struct {
 	notify chan struct{}
 
 	writers []flusher
+	// batched are the chained keyed operators that prefetch (Prefetcher),
+	// in chain order: flushBatches runs their buffered records.
+	batched []batchedSlot
 	linger  time.Duration
 	flushAt time.Time
 
@@ -111,6 +115,9 @@ func (t *task) opErr(i int, err error) error {
 	oe = &OperatorError{Operator: t.ops[i].name, Subtask: t.subtask, Parallelism: t.par, Err: err}
 	if t.src != nil && t.polling {
 		oe.Position = t.src.position()
+		if n := t.batchedAfter(i); n > 0 {
+			oe.Position += fmt.Sprintf(" (the failing record came %d records before it: the operator takes its input in batches)", n)
+		}
 	}
 	return oe
 }
@@ -221,6 +228,7 @@ func (t *task) runSource() error {
 		}
 		t.cur = 0
 		st, err := t.src.poll(t.ctx)
+		t.flushBatches()
 		if err != nil {
 			return t.opErr(0, err)
 		}
@@ -248,6 +256,7 @@ func (t *task) runInputs() error {
 		for _, in := range t.inputs {
 			if in.poll(t) {
 				progressed = true
+				t.flushBatches()
 			}
 		}
 		if progressed {
@@ -295,6 +304,7 @@ func (t *task) runInputs() error {
 // finish runs after MaxWatermark: operators flush in chain order, then every
 // output channel is told the input has ended.
 func (t *task) finish() error {
+	t.flushBatches()
 	for i := range t.ops {
 		t.cur = i
 		if err := t.ops[i].life.finish(t.ctx); err != nil {
@@ -400,6 +410,7 @@ func (t *task) tick() {
 }
 
 func (t *task) fireProcessingTimers(now time.Time) {
+	t.flushBatches()
 	ts := TimestampOf(now)
 	for _, s := range t.timers {
 		t.cur = s.idx
@@ -433,12 +444,23 @@ func (t *task) flush() {
 
 // link is an operator inside a chain: its upstream calls it directly.
 type link[In any] struct {
-	cnt  opCounters
-	op   Operator[In]
-	t    *task
-	idx  int
-	oc   *OperatorContext
-	outs []watermarker
+	cnt opCounters
+	op  Operator[In]
+	// pf is op, if it prefetches: a keyed link then buffers the records
+	// Collect gives it, up to prefetchBatch, and runs them as a batch
+	// (runBatch) when the buffer is full and before anything else reaches
+	// the operator (a watermark, a snapshot, the end of input, a
+	// processing-time timer) or the task polls again (task.flushBatches).
+	pf   Prefetcher[In]
+	buf  []record[In]
+	vals []In // the values of a batch, for Prefetch
+	// after is, while runBatch runs the buffer, the number of its records
+	// after the one being processed, for error positions; else 0.
+	after int
+	t     *task
+	idx   int
+	oc    *OperatorContext
+	outs  []watermarker
 	// Keyed operators: openKeyed makes the state backend and the function that
 	// sets the current key from a record and its key group (-1: not known);
 	// setKey runs before every Process.
@@ -453,6 +475,13 @@ func newLink[In any](b *buildCtx, op Operator[In]) *link[In] {
 }
 
 func (l *link[In]) Collect(v In, ts Timestamp) {
+	if l.buf != nil {
+		l.buf = append(l.buf, record[In]{v: v, ts: ts})
+		if len(l.buf) == prefetchBatch {
+			l.flushBatch()
+		}
+		return
+	}
 	t := l.t
 	prev := t.cur
 	t.cur = l.idx
@@ -471,27 +500,93 @@ func (l *link[In]) Collect(v In, ts Timestamp) {
 // keyedHead): one call per batch, so that the loop over its records runs
 // here, with the current operator and the count set once.
 func (l *link[In]) collectKeyed(rs []record[In], kgs []uint16) {
+	if l.pf == nil {
+		l.runBatch(rs, kgs)
+		return
+	}
+	l.flushBatch()
+	for len(rs) > 0 {
+		n := min(len(rs), prefetchBatch)
+		l.runBatch(rs[:n], kgs[:n])
+		rs, kgs = rs[n:], kgs[n:]
+	}
+}
+
+// prefetchBatch is the number of records a Prefetcher is given at once:
+// enough for their cache misses to overlap, few enough for what Prefetch
+// loads to stay in the CPU caches until Process.
+const prefetchBatch = 128
+
+// runBatch processes rs, with their key groups kgs if not nil, after
+// Prefetch if the operator has it.
+func (l *link[In]) runBatch(rs []record[In], kgs []uint16) {
 	t := l.t
 	prev := t.cur
 	t.cur = l.idx
 	l.cnt.in += int64(len(rs))
-	kgs = kgs[:len(rs)]
+	if l.pf != nil {
+		l.vals = l.vals[:0]
+		for i := range rs {
+			l.vals = append(l.vals, rs[i].v)
+		}
+		l.pf.Prefetch(l.vals)
+		clear(l.vals) // drop the references the values hold
+	}
+	buffered := len(l.buf) > 0 && &rs[0] == &l.buf[0]
 	for i := range rs {
 		r := &rs[i]
+		if buffered {
+			l.after = len(rs) - 1 - i
+		}
 		if l.setKey != nil {
-			l.setKey(r.v, int(kgs[i]))
+			kg := -1
+			if kgs != nil {
+				kg = int(kgs[i])
+			}
+			l.setKey(r.v, kg)
 		}
 		if err := l.op.Process(r.v, r.ts); err != nil {
 			t.fail(l.idx, err)
 		}
 	}
+	l.after = 0
 	t.cur = prev
+}
+
+// pendingAfter is the number of buffered records after the one being
+// processed.
+func (l *link[In]) pendingAfter() int { return l.after }
+
+// flushBatch runs the records Collect buffered.
+func (l *link[In]) flushBatch() {
+	if len(l.buf) == 0 {
+		return
+	}
+	l.runBatch(l.buf, nil)
+	clear(l.buf)
+	l.buf = l.buf[:0]
+}
+
+// batchedLink is the untyped side of a link that buffers records.
+type batchedLink interface {
+	flushBatch()
+	pendingAfter() int
+}
+
+// flushBatches runs the records the chain's prefetching operators
+// buffered, upstream first, so that what one emits reaches the next before
+// its turn.
+func (t *task) flushBatches() {
+	for _, b := range t.batched {
+		b.l.flushBatch()
+	}
 }
 
 func (l *link[In]) counter() *int64       { return &l.cnt.in }
 func (l *link[In]) counters() *opCounters { return &l.cnt }
 
 func (l *link[In]) EmitWatermark(wm Timestamp) {
+	l.flushBatch()
 	l.cnt.wm = wm
 	t := l.t
 	prev := t.cur
@@ -511,6 +606,7 @@ func (l *link[In]) EmitWatermark(wm Timestamp) {
 }
 
 func (l *link[In]) MarkIdle() {
+	l.flushBatch()
 	for _, o := range l.outs {
 		o.MarkIdle()
 	}
@@ -530,6 +626,10 @@ func (l *link[In]) open(ctx context.Context) error {
 		}
 		l.setKey, l.backend, l.oc.state, l.timers = setKey, be, be, timers
 		l.t.timers = append(l.t.timers, timerSlot{idx: l.idx, d: timers})
+		if pf, ok := l.op.(Prefetcher[In]); ok {
+			l.pf, l.buf = pf, make([]record[In], 0, prefetchBatch)
+			l.t.addBatched(l.idx, l)
+		}
 		if err := l.oc.restoreKeyed(ctx, be, timers); err != nil {
 			return err
 		}
@@ -538,6 +638,7 @@ func (l *link[In]) open(ctx context.Context) error {
 }
 
 func (l *link[In]) snapshot(ctx context.Context, o *checkpoint.Options) (s opSnap, err error) {
+	l.flushBatch()
 	if sn, ok := l.op.(Snapshotter); ok {
 		if s.state, err = sn.SnapshotState(ctx, o.ID); err != nil {
 			return s, fmt.Errorf("snapshot state: %w", err)
@@ -582,7 +683,10 @@ func notifyAborted(ctx context.Context, op any, id int64) error {
 	return nil
 }
 
-func (l *link[In]) finish(ctx context.Context) error { return l.op.Finish(ctx) }
+func (l *link[In]) finish(ctx context.Context) error {
+	l.flushBatch()
+	return l.op.Finish(ctx)
+}
 
 // close closes the operator, then its state backend.
 func (l *link[In]) close() error {
@@ -640,4 +744,27 @@ func (s *sourceNode[T]) position() string {
 		return p.Position()
 	}
 	return ""
+}
+
+// batchedAfter is, for the operator at index i of the chain while it runs
+// records it buffered, the number of them after the one it is processing.
+func (t *task) batchedAfter(i int) int {
+	for _, b := range t.batched {
+		if b.idx == i {
+			return b.l.pendingAfter()
+		}
+	}
+	return 0
+}
+
+// addBatched adds l, the operator at index idx of the chain, to the links
+// flushBatches runs, in chain order (operators open from the tail).
+func (t *task) addBatched(idx int, l batchedLink) {
+	i, _ := slices.BinarySearchFunc(t.batched, idx, func(b batchedSlot, idx int) int { return b.idx - idx })
+	t.batched = slices.Insert(t.batched, i, batchedSlot{idx, l})
+}
+
+type batchedSlot struct {
+	idx int
+	l   batchedLink
 }
