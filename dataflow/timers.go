@@ -76,6 +76,18 @@ type TimerHandler[K comparable] interface {
 	OnTimer(key K, timer Timer) error
 }
 
+// KeyPrefetcher is implemented by keyed operators with timers that can
+// load the state of keys into the CPU caches before their timers fire, as
+// Prefetcher does for records: when many timers fire at once (a tumbling
+// window's end gives every key a timer at the same time), the runtime calls
+// PrefetchKeys with the keys of up to a hundred or so timers about to fire,
+// in the order they will fire, before their OnTimer calls. It must not
+// change what the operator or its state hold. The slice is only valid
+// during the call.
+type KeyPrefetcher[K comparable] interface {
+	PrefetchKeys(keys []K)
+}
+
 // ErrNoTimerHandler is returned when a timer fires on an operator that does not
 // implement TimerHandler.
 var ErrNoTimerHandler = errors.New("dataflow: a timer fired but the operator has no OnTimer")
@@ -587,6 +599,8 @@ type keyedTimers[K comparable] struct {
 
 	backend state.Backend
 	handler TimerHandler[K] // nil if the operator has none
+	pf      KeyPrefetcher[K]
+	pfKeys  []K
 	clock   func() time.Time
 	codec   state.Codec[K] // keys in snapshots; see keyCodec
 }
@@ -595,6 +609,7 @@ type keyedTimers[K comparable] struct {
 // with keys of type K.
 func newKeyedTimers[K comparable](backend state.Backend, handler TimerHandler[K], clock func() time.Time, maxParallelism int) *keyedTimers[K] {
 	s := &keyedTimers[K]{backend: backend, handler: handler, wm: MinWatermark, clock: clock, maxP: uint64(maxParallelism)}
+	s.pf, _ = handler.(KeyPrefetcher[K])
 	fk := newFixedKeys[K](maxParallelism)
 	s.event.fk, s.proc.fk = fk, fk
 	backend.SetKeySource(&s.seq, s.resolveKey)
@@ -719,6 +734,9 @@ func (s *keyedTimers[K]) fire(q *timerQueue[K], t Timestamp, domain TimeDomain) 
 			}
 			continue
 		}
+		if s.pf != nil && f.pos%prefetchBatch == 0 {
+			s.prefetch(f)
+		}
 		var v timerVal[K]
 		var enc []byte
 		if f.orderU != nil {
@@ -740,6 +758,23 @@ func (s *keyedTimers[K]) fire(q *timerQueue[K], t Timestamp, domain TimeDomain) 
 			return fmt.Errorf("%s timer at %v: %w", domain, f.t, err)
 		}
 	}
+}
+
+// prefetch gives the operator the keys of the next timers of f to fire.
+func (s *keyedTimers[K]) prefetch(f *firingTime[K]) {
+	end := min(f.pos+prefetchBatch, f.size())
+	s.pfKeys = s.pfKeys[:0]
+	if f.orderU != nil {
+		for _, p := range f.orderU[f.pos:end] {
+			s.pfKeys = append(s.pfKeys, f.m.fk.decode(p))
+		}
+	} else {
+		for i := f.pos; i < end; i++ {
+			s.pfKeys = append(s.pfKeys, f.order[i].v.key)
+		}
+	}
+	s.pf.PrefetchKeys(s.pfKeys)
+	clear(s.pfKeys) // drop the references the keys hold
 }
 
 func (s *keyedTimers[K]) fireEvent(wm Timestamp) error {

@@ -54,6 +54,7 @@ type fastAgg[K comparable, In, Acc, Out any] struct {
 	// keyed state, through direct.
 	cache  *keycache.Cache[K, slotList[Acc]]
 	direct keyWindows[K, Acc]
+	keys   []K // Prefetch's
 }
 
 // keyWindows is one key's windows as the operator works on them: Value is
@@ -197,6 +198,23 @@ func (o *fastAgg[K, In, Acc, Out]) OnTimer(key K, t dataflow.Timer) error {
 	kw.Value.truncate(len(keep))
 	return o.changed(kw)
 }
+
+// Prefetch loads the cache entries of the records' keys (see
+// dataflow.Prefetcher).
+func (o *fastAgg[K, In, Acc, Out]) Prefetch(vs []In) {
+	if !o.cache.On() {
+		return
+	}
+	o.keys = o.keys[:0]
+	for _, v := range vs {
+		o.keys = append(o.keys, o.key(v))
+	}
+	o.cache.Prefetch(o.keys)
+}
+
+// PrefetchKeys loads the cache entries of keys whose timers fire next (see
+// dataflow.KeyPrefetcher).
+func (o *fastAgg[K, In, Acc, Out]) PrefetchKeys(keys []K) { o.cache.Prefetch(keys) }
 
 // windows returns the windows of key, the backend's current key (key is
 // only used with the cache). The result is valid until the next call.
