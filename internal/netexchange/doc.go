@@ -14,7 +14,13 @@
 //
 // Every data message carries a sequence number, 1, 2, 3, ... Core NATS is at
 // most once: a message lost on a reconnection shows as a gap, and the
-// receiver fails with ErrSequence rather than go on without it. Recovery is
+// receiver fails with ErrSequence rather than go on without it. If the last
+// messages were lost, no later one shows the gap: a receiver that has had
+// nothing for a while repeats its grant (see Credit), and a sender that has
+// sent more than the grant shows the receiver has taken answers with a sync
+// message carrying the sequence number of its last message. As NATS keeps
+// the order of one connection's messages, whatever of those the receiver
+// lacks when the sync comes is lost, and it fails with ErrSequence. Recovery is
 // the job's: it restarts from its latest checkpoint. Give each run of a job
 // its own prefix (for example with the attempt number in it), so that a
 // restarted sender or receiver never meets the other end of an older run.

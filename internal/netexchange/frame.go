@@ -12,13 +12,16 @@ import (
 //	type (1 byte) | sequence number (8 bytes, big endian) | body
 //
 // where the body of a batch is the codec's encoding and that of an event is
-// its kind (1 byte) and value (8 bytes, big endian). A grant is
+// its kind (1 byte) and value (8 bytes, big endian). A sync has no body and
+// the sequence number of the last message sent before it, not a new one. A
+// grant is
 //
 //	frameCredit | cumulative credit (8 bytes, big endian)
 const (
 	frameBatch  byte = 1
 	frameEvent  byte = 2
 	frameCredit byte = 3
+	frameSync   byte = 4
 
 	headerLen = 9
 	eventLen  = headerLen + 9

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sluicedata/sluice/connectors/jetstream/embedded"
 	"github.com/sluicedata/sluice/internal/exchange"
 )
 
@@ -299,6 +300,7 @@ func TestReceiverReportsBadMessages(t *testing.T) {
 	}{
 		{"gap", [][]byte{good(1), good(4)}, ErrSequence, "got message 4 after 1: 2 lost"},
 		{"repeat", [][]byte{good(1), good(1)}, ErrSequence, "got message 1 after 1: repeated"},
+		{"tail", [][]byte{good(1), appendHeader(nil, frameSync, 1), good(2), appendHeader(nil, frameSync, 4)}, ErrSequence, "the sender has sent 4 messages, 2 came: the last 2 lost"},
 		{"short", [][]byte{{frameBatch, 0, 0}}, ErrDecode, "3 bytes is shorter than a header"},
 		{"type", [][]byte{appendHeader(nil, 9, 1)}, ErrDecode, "unknown type 9"},
 		{"records", [][]byte{append(appendHeader(nil, frameBatch, 1), 0, 0x91, 0xc1, 0xc1)}, ErrDecode, "message 1 on test.records.0.0: netexchange: decode record 0 of 1"},
@@ -451,4 +453,59 @@ func TestConfigSubjectsAndArguments(t *testing.T) {
 	_, err = s.Send(context.Background(), exchange.Message[rec]{Batch: &exchange.Batch[rec]{Records: []rec{{}}, KeyGroups: []uint16{1, 2}}})
 	require.ErrorContains(t, err, "2 key groups for 1 records")
 	require.Zero(t, s.Sent())
+}
+
+// A NATS server restart in the middle of a run loses what was in flight on
+// core NATS; the receiver must then fail with ErrSequence, never go on
+// without it. Either everything arrives in order or the loss is reported,
+// and what arrived before is a prefix in order.
+func TestServerRestartLosesNothingSilently(t *testing.T) {
+	srv, err := embedded.Start(embedded.Config{Dir: t.TempDir()})
+	require.NoError(t, err)
+	defer srv.Shutdown()
+	cfg := testConfig()
+	cfg.Credit, cfg.GrantEvery = 8, 2
+	p := newPipe(t, srv.URL(), Subject("test", "restart", 0, 0), cfg, exchange.NewGate[rec](1, 4, 8, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := exchange.NewWriter([]exchange.Target[rec]{{Remote: p.s}}, exchange.RoundRobin, 0, 128, 8)
+	require.NoError(t, err)
+	const n = 20000
+	wrote := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if err := w.Write(ctx, rec{A: int64(i)}); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- w.Emit(ctx, exchange.Event{Kind: exchange.EndOfInput})
+	}()
+	consumed := consumeAsync(ctx, p.gate)
+	require.Eventually(t, func() bool { return p.s.Sent() > 100 }, 10*time.Second, time.Millisecond)
+	require.NoError(t, srv.Restart())
+
+	// Run returns nil after the end of input, or the loss, found by the
+	// next message or, if the last ones were lost, by the sender's sync.
+	if runErr := <-p.errc; runErr == nil {
+		c := <-consumed
+		require.NoError(t, c.err)
+		require.Len(t, c.got, n+1, "all arrived")
+		for i := range n {
+			require.EqualValues(t, i, c.got[i].Rec.A)
+		}
+		t.Log("nothing was in flight at the restart")
+		require.NoError(t, <-wrote)
+		return
+	} else {
+		require.ErrorIs(t, runErr, ErrSequence)
+		t.Log(runErr)
+	}
+	cancel() // the sender may wait for credit that no longer comes
+	c := <-consumed
+	for i, it := range c.got {
+		require.EqualValues(t, i, it.Rec.A, "before the gap, everything in order")
+	}
+	require.Less(t, len(c.got), n)
+	<-wrote
 }

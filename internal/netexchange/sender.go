@@ -22,6 +22,7 @@ type Sender[E any] struct {
 	credit  string
 	codec   Codec[E]
 	start   time.Duration
+	window  uint64 // Config.Credit
 
 	sub    *nats.Subscription
 	status chan nats.Status // CLOSED of the connection
@@ -50,7 +51,7 @@ func NewSender[E any](nc *nats.Conn, subject string, cfg Config[E]) (*Sender[E],
 		return nil, err
 	}
 	s := &Sender[E]{
-		nc: nc, subject: subject, credit: CreditSubject(subject), codec: cfg.Codec, start: cfg.StartTimeout,
+		nc: nc, subject: subject, credit: CreditSubject(subject), codec: cfg.Codec, start: cfg.StartTimeout, window: uint64(cfg.Credit),
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	s.status = nc.StatusChanged(nats.CLOSED)
@@ -63,22 +64,26 @@ func NewSender[E any](nc *nats.Conn, subject string, cfg Config[E]) (*Sender[E],
 	return s, nil
 }
 
-// onGrant runs on the credit subscription's goroutine.
+// onGrant runs on the credit subscription's goroutine, the only writer of
+// granted.
 func (s *Sender[E]) onGrant(m *nats.Msg) {
 	total, err := parseCredit(m.Data)
 	if err != nil {
 		err = fmt.Errorf("netexchange: credit for %s on %s: %w", s.subject, s.credit, err)
 		s.failed.CompareAndSwap(nil, &err)
-	} else {
-		for {
-			old := s.granted.Load()
-			if total <= old {
-				return // an older or repeated grant
-			}
-			if s.granted.CompareAndSwap(old, total) {
-				break
+	} else if total <= s.granted.Load() {
+		// A repeated grant: the receiver got nothing for a while. If it
+		// has not had all that was sent, the rest is in flight or lost;
+		// a sync, published after it, tells which.
+		if sent := s.sent.Load(); sent+s.window > total {
+			if err := s.nc.Publish(s.subject, appendHeader(make([]byte, 0, headerLen), frameSync, sent)); err != nil && !s.nc.IsClosed() {
+				err = fmt.Errorf("netexchange: sync on %s: %w", s.subject, err)
+				s.failed.CompareAndSwap(nil, &err)
 			}
 		}
+		return
+	} else {
+		s.granted.Store(total)
 	}
 	select {
 	case s.wake <- struct{}{}:
@@ -178,6 +183,9 @@ func (s *Sender[E]) waitCredit(ctx context.Context, seq uint64) (time.Duration, 
 // Close stops the sender: it unsubscribes from the credit subject and makes
 // a Send waiting for credit return ErrClosed. It does not flush or close the
 // connection. It is safe to call more than once and from any goroutine.
+// A closed sender no longer answers repeated grants with a sync, so close it
+// once its receiver has ended (or the job is being cancelled): the loss of
+// its last messages would otherwise go unnoticed.
 func (s *Sender[E]) Close() error {
 	var err error
 	s.once.Do(func() {
