@@ -1,6 +1,7 @@
 package netexchange
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -86,5 +87,33 @@ func FuzzDecodeBatch(f *testing.F) {
 			require.Len(t, b.KeyGroups, b.Len())
 		}
 		require.LessOrEqual(t, b.Len(), len(data))
+	})
+}
+
+// A receiver fails on any message it cannot take and never panics, whatever
+// comes on its subject.
+func FuzzReceiverMessage(f *testing.F) {
+	c := Msgpack[rec]()
+	good := appendHeader(nil, frameBatch, 1)
+	good, _ = c.AppendBatch(good, []rec{{A: 1, S: "x"}}, []uint16{9})
+	f.Add(good)
+	f.Add(appendEvent(nil, 1, exchange.Event{Kind: exchange.Watermark, Value: 5}))
+	f.Add(appendHeader(nil, frameSync, 3))
+	f.Add([]byte{frameEvent})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg := DefaultConfig[rec]()
+		cfg.Codec = c
+		r := &Receiver[rec]{subject: "fuzz", gate: exchange.NewGate[rec](1, 1, 4, nil), cfg: cfg, next: 1,
+			dropGrant: func(uint64, bool) bool { return true }}
+		end, err := r.deliver(context.Background(), data)
+		if err != nil {
+			require.False(t, end)
+			require.Zero(t, r.gate.Queued(0), "nothing reaches the gate from a message that failed")
+			return
+		}
+		if data[0] != frameSync {
+			require.Equal(t, 1, r.gate.Queued(0))
+			require.EqualValues(t, 2, r.next)
+		}
 	})
 }

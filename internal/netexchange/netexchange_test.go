@@ -509,3 +509,38 @@ func TestServerRestartLosesNothingSilently(t *testing.T) {
 	require.Less(t, len(c.got), n)
 	<-wrote
 }
+
+// A keyed writer on node A with one consumer on A and one on B: each gets
+// the records of its key groups, with them, and the barrier after them,
+// whether its channel is in memory or over NATS.
+func TestKeyedWriterOverTwoNodes(t *testing.T) {
+	const maxP = 128
+	gateA := exchange.NewGate[rec](1, 4, 16, nil)
+	p := newPipe(t, startServer(t), Subject("test", "keyby", 0, 1), testConfig(), exchange.NewGate[rec](1, 4, 16, nil))
+	ctx := context.Background()
+	w, err := exchange.NewWriter([]exchange.Target[rec]{{Gate: gateA, Channel: 0}, {Remote: p.s}}, exchange.Keyed, 0, maxP, 16)
+	require.NoError(t, err)
+	onA, onB := consumeAsync(ctx, gateA), consumeAsync(ctx, p.gate)
+	want := [2][]item{}
+	for round := range 20 {
+		var recs []rec
+		var kgs []uint16
+		for i := range 50 {
+			r := rec{A: int64(round*50 + i), S: "k"}
+			kg := uint16((round*50 + i) * 7 % maxP)
+			recs, kgs = append(recs, r), append(kgs, kg)
+			want[kg/64] = append(want[kg/64], item{Rec: r, Keyed: true, KG: kg})
+		}
+		require.NoError(t, w.WriteKeyed(ctx, recs, kgs))
+	}
+	for _, ev := range []exchange.Event{{Kind: exchange.Barrier, Value: 1}, {Kind: exchange.EndOfInput}} {
+		require.NoError(t, w.Emit(ctx, ev))
+		want[0], want[1] = append(want[0], item{Event: ev}), append(want[1], item{Event: ev})
+	}
+	a, b := <-onA, <-onB
+	require.NoError(t, a.err)
+	require.NoError(t, b.err)
+	require.Equal(t, want[0], a.got, "node A, in memory")
+	require.Equal(t, want[1], b.got, "node B, over NATS")
+	require.NoError(t, <-p.errc)
+}
