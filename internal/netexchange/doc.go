@@ -38,8 +38,10 @@
 // flight or queued never exceed Config.Credit plus the gate channel's
 // capacity. A receiver that got no message for Config.RegrantInterval grants
 // its credit again, so a lost grant (or one sent before the sender
-// subscribed) delays the sender by at most about that long and never
-// deadlocks it. A sender waits at most Config.StartTimeout for its first
+// subscribed) delays the sender by one or two intervals and never deadlocks
+// it; an idle channel costs one small grant per interval. Both ends must use
+// the same Config: the sender needs Credit to tell from a repeated grant
+// whether the receiver lacks messages. A sender waits at most Config.StartTimeout for its first
 // grant and then fails with ErrNoReceiver naming the subject; afterwards it
 // waits for credit as long as its consumer is slow, until its context ends.
 //
