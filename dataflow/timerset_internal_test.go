@@ -72,7 +72,7 @@ func TestRadixSortUint64s(t *testing.T) {
 			want := slices.Clone(xs)
 			slices.Sort(want)
 			var scratch []uint64
-			radixSort(xs, &scratch, func(p *uint64) uint64 { return *p })
+			radixSort(xs, &scratch, 1<<20, func(p *uint64) uint64 { return *p })
 			require.Equal(t, want, xs, "%d keys, mask %x", n, mask)
 		}
 	}
