@@ -17,4 +17,10 @@ var (
 	// join within Config.JoinTimeout (it refused connections, did not
 	// answer, or knew no leader); the error names it and the last cause.
 	ErrJoinUnreachable = errors.New("cluster: join address unreachable")
+	// ErrOtherCluster: a node whose data directory belongs to another
+	// cluster (another cluster id) asked to join.
+	ErrOtherCluster = errors.New("cluster: node of another cluster")
+	// ErrIncompatibleVersion: a node that speaks another ProtocolVersion
+	// than the leader asked to join.
+	ErrIncompatibleVersion = errors.New("cluster: incompatible version")
 )

@@ -21,6 +21,18 @@ const (
 type joinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
+	// ClusterID is the id in the node's data directory, "" if none.
+	ClusterID string `json:"cluster_id,omitempty"`
+	// Protocol is the node's ProtocolVersion, Version its software's.
+	Protocol int    `json:"protocol"`
+	Version  string `json:"version,omitempty"`
+}
+
+// joinResponse is the leader's answer to a join it took.
+type joinResponse struct {
+	ClusterID string `json:"cluster_id"`
+	Protocol  int    `json:"protocol"`
+	Version   string `json:"version"`
 }
 
 // apiError is the body of a failed request: the message, and a code that
@@ -30,7 +42,20 @@ type apiError struct {
 	Code  string `json:"code,omitempty"`
 }
 
-var errorCodes = map[string]error{"no-deployment": ErrNoDeployment, "no-node": ErrNoNode, "no-leader": ErrNoLeader}
+// apiErrors are the sentinels that keep their kind across the API, each
+// with its code and HTTP status. Other errors are 400, and those after
+// which the leader may have changed 503 (the caller retries them).
+var apiErrors = []struct {
+	code   string
+	err    error
+	status int
+}{
+	{"no-deployment", ErrNoDeployment, http.StatusNotFound},
+	{"no-node", ErrNoNode, http.StatusNotFound},
+	{"no-leader", ErrNoLeader, http.StatusServiceUnavailable},
+	{"other-cluster", ErrOtherCluster, http.StatusConflict},
+	{"incompatible-version", ErrIncompatibleVersion, http.StatusConflict},
+}
 
 // remoteError is an error another node reported, wrapping its sentinel.
 type remoteError struct {
@@ -41,18 +66,26 @@ type remoteError struct {
 func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.is }
 
-func decodeError(e apiError) error { return &remoteError{msg: e.Error, is: errorCodes[e.Code]} }
+func decodeError(e apiError) error {
+	for _, a := range apiErrors {
+		if a.code == e.Code {
+			return &remoteError{msg: e.Error, is: a.err}
+		}
+	}
+	return &remoteError{msg: e.Error}
+}
 
 func writeError(w http.ResponseWriter, err error) {
 	status := http.StatusBadRequest
 	var e apiError
 	e.Error = err.Error()
-	for code, s := range errorCodes {
-		if errors.Is(err, s) {
-			e.Code = code
+	for _, a := range apiErrors {
+		if errors.Is(err, a.err) {
+			e.Code, status = a.code, a.status
+			break
 		}
 	}
-	if errors.As(err, new(errRetry)) || errors.Is(err, ErrNoLeader) {
+	if errors.As(err, new(errRetry)) {
 		status = http.StatusServiceUnavailable
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -99,8 +132,10 @@ func (n *Node) Nodes() []NodeStatus {
 
 // Handler serves the node's part of the REST API:
 //
-//   - POST /v1/cluster/join {"id", "raft_addr"}: add a node (any member
-//     forwards it to the leader);
+//   - POST /v1/cluster/join {"id", "raft_addr", "cluster_id", "protocol",
+//     "version"}: add a node (any member forwards it to the leader, which
+//     refuses a node of another cluster or protocol with 409); the answer
+//     is {"cluster_id", "protocol", "version"};
 //   - POST /v1/cluster/apply: a msgpack Command forwarded by another node;
 //     only the leader takes it;
 //   - GET /v1/nodes: the members (NodeStatus);
@@ -118,17 +153,20 @@ func (n *Node) Handler() http.Handler {
 			writeError(w, fmt.Errorf("join: want {\"id\": ..., \"raft_addr\": ...}, got %q", body))
 			return
 		}
+		var resp joinResponse
 		err = n.retryLeader(r.Context(), func(api string) error {
 			if api != "" {
-				return n.post(r.Context(), api, pathJoin, body)
+				return n.post(r.Context(), api, pathJoin, body, &resp)
 			}
-			return n.addVoter(j.ID, j.RaftAddr)
+			resp, err = n.admit(j)
+			return err
 		})
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		w.WriteHeader(http.StatusOK)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(resp)
 	})
 	mux.HandleFunc("POST "+pathApply, func(w http.ResponseWriter, r *http.Request) {
 		data, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))

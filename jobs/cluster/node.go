@@ -59,6 +59,10 @@ type Config struct {
 	// Logger gets the node's events; nil means slog.Default(). Raft's own
 	// log goes to it at WARN and above.
 	Logger *slog.Logger
+
+	// protocol is the ProtocolVersion the node speaks; 0 means
+	// ProtocolVersion (tests set others).
+	protocol int
 }
 
 // Node is one member of a cluster. Its methods are safe for concurrent use.
@@ -81,8 +85,9 @@ type Node struct {
 	obs   *raft.Observer
 	http  *http.Client
 
-	mu     sync.Mutex
-	failed map[raft.ServerID]time.Time // leader: peers whose heartbeats fail, by last contact
+	mu        sync.Mutex
+	failed    map[raft.ServerID]time.Time // leader: peers whose heartbeats fail, by last contact
+	clusterID string                      // the one in DataDir, "" while it has none
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -114,6 +119,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.JoinTimeout <= 0 {
 		cfg.JoinTimeout = 5 * time.Second
 	}
+	if cfg.protocol == 0 {
+		cfg.protocol = ProtocolVersion
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -132,6 +140,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.closeStores()
 		}
 	}()
+	if n.clusterID, err = readClusterID(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"),
 		BoltOptions: boltOptions()})
 	if err != nil {
@@ -174,6 +185,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.raft.RegisterObserver(n.obs)
 	switch {
 	case !has && cfg.Join == "":
+		if n.clusterID == "" {
+			n.clusterID = newClusterID()
+			if err := writeClusterID(cfg.DataDir, n.clusterID); err != nil {
+				n.shutdownRaft()
+				return nil, err
+			}
+		}
 		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: n.trans.LocalAddr()}}}
 		if err := n.raft.BootstrapCluster(boot).Error(); err != nil {
 			n.shutdownRaft()
@@ -182,7 +200,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	case cfg.Join != "":
 		// A new node joins; one with state rejoins, which updates its
 		// address in the raft configuration if it changed.
-		if err := n.join(ctx); err != nil {
+		id, err := n.join(ctx)
+		if err == nil && n.clusterID == "" && id != "" {
+			// A new node adopts the id of the cluster it joined.
+			n.clusterID = id
+			err = writeClusterID(cfg.DataDir, id)
+		}
+		if err != nil {
 			n.shutdownRaft()
 			return nil, err
 		}
@@ -245,7 +269,7 @@ func (n *Node) Apply(ctx context.Context, c *Command) error {
 		if leaderAPI == "" {
 			return n.applyLocal(ctx, data)
 		}
-		return n.post(ctx, leaderAPI, pathApply, data)
+		return n.post(ctx, leaderAPI, pathApply, data, nil)
 	})
 }
 
@@ -342,24 +366,32 @@ func (n *Node) register() {
 	}
 }
 
-// join asks the member at cfg.Join to add this node as a voter. It retries
-// what may pass (connection errors, no leader yet) until cfg.JoinTimeout.
-func (n *Node) join(ctx context.Context) error {
-	data, err := json.Marshal(joinRequest{ID: n.cfg.NodeID, RaftAddr: string(n.trans.LocalAddr())})
+// join asks the member at cfg.Join to add this node as a voter, and
+// returns the cluster's id. It sends the node's cluster id (if its data
+// directory has one) and protocol, which the leader checks (admit). It
+// retries what may pass (connection errors, no leader yet) until
+// cfg.JoinTimeout.
+func (n *Node) join(ctx context.Context) (string, error) {
+	data, err := json.Marshal(joinRequest{ID: n.cfg.NodeID, RaftAddr: string(n.trans.LocalAddr()),
+		ClusterID: n.clusterID, Protocol: n.cfg.protocol, Version: softwareVersion()})
 	if err != nil {
-		return err
+		return "", err
 	}
 	jctx, cancel := context.WithTimeout(ctx, n.cfg.JoinTimeout)
 	defer cancel()
 	wait := 50 * time.Millisecond
 	var last error
 	for {
-		err := n.post(jctx, n.cfg.Join, pathJoin, data)
+		var resp joinResponse
+		err := n.post(jctx, n.cfg.Join, pathJoin, data, &resp)
 		if err == nil {
-			return nil
+			return resp.ClusterID, nil
 		}
 		if !errors.As(err, new(errRetry)) {
-			return fmt.Errorf("cluster: node %q: join %s: %w", n.cfg.NodeID, n.cfg.Join, err)
+			if errors.Is(err, ErrOtherCluster) || errors.Is(err, ErrIncompatibleVersion) {
+				return "", fmt.Errorf("%w (joining through %s)", err, n.cfg.Join)
+			}
+			return "", fmt.Errorf("cluster: node %q: join %s: %w", n.cfg.NodeID, n.cfg.Join, err)
 		}
 		// An attempt cut short by the deadline says less than the one
 		// before it.
@@ -371,9 +403,9 @@ func (n *Node) join(ctx context.Context) error {
 		case <-jctx.Done():
 			t.Stop()
 			if ctx.Err() != nil {
-				return fmt.Errorf("cluster: node %q: join %s: %w (last: %v)", n.cfg.NodeID, n.cfg.Join, ctx.Err(), last)
+				return "", fmt.Errorf("cluster: node %q: join %s: %w (last: %v)", n.cfg.NodeID, n.cfg.Join, ctx.Err(), last)
 			}
-			return fmt.Errorf("%w: node %q could not join through %s within %s: %v",
+			return "", fmt.Errorf("%w: node %q could not join through %s within %s: %v",
 				ErrJoinUnreachable, n.cfg.NodeID, n.cfg.Join, n.cfg.JoinTimeout, last)
 		case <-t.C:
 		}
@@ -392,10 +424,11 @@ func (n *Node) addVoter(id, addr string) error {
 	return nil
 }
 
-// post sends a request to another node's API. Errors the other node
-// reports come back as they were (see writeError); connection errors and
-// "not the leader" are errRetry.
-func (n *Node) post(ctx context.Context, api, path string, body []byte) error {
+// post sends a request to another node's API and decodes its JSON answer
+// into out, unless out is nil. Errors the other node reports come back as
+// they were (see writeError); connection errors and "not the leader" are
+// errRetry.
+func (n *Node) post(ctx context.Context, api, path string, body []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+api+path, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -406,6 +439,11 @@ func (n *Node) post(ctx context.Context, api, path string, body []byte) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusOK {
+		if out != nil {
+			if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+				return fmt.Errorf("call %s: bad answer: %w", api, err)
+			}
+		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
 	}
@@ -460,6 +498,7 @@ func (n *Node) lead() {
 		case <-tick.C:
 		case <-n.fsm.changed:
 		}
+		n.adoptClusterID()
 		if !n.IsLeader() {
 			continue
 		}
@@ -482,6 +521,9 @@ func (n *Node) reconcile() error {
 	}
 	now := time.Now()
 	var changes []*Command
+	if c := n.ensureClusterID(); c != nil {
+		changes = append(changes, c)
+	}
 	n.mu.Lock()
 	n.fsm.view(func(s *State) {
 		for id, m := range s.Nodes {
@@ -494,9 +536,12 @@ func (n *Node) reconcile() error {
 	})
 	n.mu.Unlock()
 	for _, c := range changes {
-		if c.Up {
+		switch {
+		case c.Op == OpClusterID:
+			n.log.Info("cluster: cluster id", "id", c.Name)
+		case c.Up:
 			n.log.Info("cluster: node up", "member", c.Name)
-		} else {
+		default:
 			n.log.Warn("cluster: node down: its subtasks move", "member", c.Name)
 		}
 		if err := n.Apply(ctx, c); err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,14 +35,30 @@ const testNodeTimeout = 500 * time.Millisecond
 
 func startNode(t *testing.T, id, dir, join, api string, slots int) *testNode {
 	t.Helper()
-	if api == "" {
-		api = "127.0.0.1:0"
-	}
-	ln, err := net.Listen("tcp", api)
+	cfg := testConfig(id, dir, join, slots)
+	cfg.APIAddr = api
+	tn, err := startNodeWith(t, cfg)
 	require.NoError(t, err)
-	cfg := Config{NodeID: id, RaftAddr: "127.0.0.1:0", APIAddr: ln.Addr().String(), DataDir: dir, Slots: slots,
+	return tn
+}
+
+// testConfig is the configuration of a test node, with short timeouts.
+func testConfig(id, dir, join string, slots int) Config {
+	return Config{NodeID: id, RaftAddr: "127.0.0.1:0", DataDir: dir, Slots: slots,
 		Join: join, NodeTimeout: testNodeTimeout, HeartbeatTimeout: 200 * time.Millisecond,
 		ElectionTimeout: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+// startNodeWith starts a node of cfg and its API server (on cfg.APIAddr,
+// or a free port if it is empty), and returns Start's error if it fails.
+func startNodeWith(t *testing.T, cfg Config) (*testNode, error) {
+	t.Helper()
+	if cfg.APIAddr == "" {
+		cfg.APIAddr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", cfg.APIAddr)
+	require.NoError(t, err)
+	cfg.APIAddr = ln.Addr().String()
 	srv := &http.Server{}
 	// Serve before Start: a joining node's registration may be forwarded
 	// back to it while Start runs.
@@ -54,33 +71,23 @@ func startNode(t *testing.T, id, dir, join, api string, slots int) *testNode {
 	n, err := Start(ctx, cfg)
 	if err != nil {
 		_ = srv.Close()
-		require.NoError(t, err)
+		return nil, err
 	}
 	handler.set(n.Handler())
 	node.Node = n
 	t.Cleanup(func() { _ = srv.Close(); _ = n.Close() })
-	return node
+	return node, nil
 }
 
 // lateHandler answers 503 until the node's handler is set.
-type lateHandler struct{ h chan http.Handler }
+type lateHandler struct{ h atomic.Pointer[http.Handler] }
 
-func (l *lateHandler) set(h http.Handler) {
-	if l.h == nil {
-		l.h = make(chan http.Handler, 1)
-	}
-	l.h <- h
-}
+func (l *lateHandler) set(h http.Handler) { l.h.Store(&h) }
 
 func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if l.h != nil {
-		select {
-		case h := <-l.h:
-			l.h <- h
-			h.ServeHTTP(w, r)
-			return
-		default:
-		}
+	if h := l.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
 	}
 	writeError(w, errRetry{errors.New("node starting")})
 }

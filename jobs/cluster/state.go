@@ -12,6 +12,10 @@ import (
 // State is what the cluster replicates: every node holds the same State,
 // changed only by commands applied through the raft log, in log order.
 type State struct {
+	// ClusterID names the cluster: made when it is bootstrapped, set once,
+	// and kept in every member's data directory. A node whose directory
+	// names another cluster cannot join.
+	ClusterID string `msgpack:"cluster_id" json:"cluster_id"`
 	// Deployments by name.
 	Deployments map[string]*Deployment `msgpack:"deployments" json:"deployments"`
 	// Nodes by ID: the members that registered, alive or not.
@@ -77,6 +81,7 @@ func newState() *State {
 // Clone returns a deep copy of s.
 func (s *State) Clone() *State {
 	c := newState()
+	c.ClusterID = s.ClusterID
 	for k, d := range s.Deployments {
 		dc := *d
 		dc.Spec.Params = maps.Clone(d.Spec.Params)
@@ -120,6 +125,7 @@ const (
 	OpNodeUp     Op = "node-up"     // Name (node ID), Up, At
 	OpAssign     Op = "assign"      // Assignments: the deployments' new assignments
 	OpCheckpoint Op = "checkpoint"  // Name, Checkpoint: a completed checkpoint
+	OpClusterID  Op = "cluster-id"  // Name: the cluster's id, set once
 )
 
 // Command is one change of the State, as the raft log carries it.
@@ -228,6 +234,14 @@ func (s *State) apply(c *Command) error {
 			return nil // an older one reported late: the latest stays
 		}
 		s.Checkpoints[c.Name] = c.Checkpoint
+	case OpClusterID:
+		if c.Name == "" {
+			return fmt.Errorf("cluster id: empty")
+		}
+		if s.ClusterID != "" && s.ClusterID != c.Name {
+			return fmt.Errorf("cluster id: the cluster's id is %s, not %s", s.ClusterID, c.Name)
+		}
+		s.ClusterID = c.Name
 	default:
 		return fmt.Errorf("unknown command %q", c.Op)
 	}
