@@ -23,4 +23,8 @@ var (
 	// ErrIncompatibleVersion: a node that speaks another ProtocolVersion
 	// than the leader asked to join.
 	ErrIncompatibleVersion = errors.New("cluster: incompatible version")
+	// ErrNotEnoughSlots: a deployment asks for more subtasks (its
+	// parallelism) than the up nodes have slots in all. It is refused
+	// whole: the State keeps no trace of it.
+	ErrNotEnoughSlots = errors.New("cluster: not enough slots")
 )

@@ -35,23 +35,33 @@ func Example() {
 	go srv.Serve(ln)
 	defer srv.Close()
 
+	changed, stop := node.Watch()
+	defer stop()
+	// The cluster has slots once the node has registered them: until then
+	// it refuses any deployment (cluster.ErrNotEnoughSlots).
+	for m := node.State().Nodes["n1"]; m == nil || !m.Up; m = node.State().Nodes["n1"] {
+		<-changed
+	}
 	err = node.Apply(ctx, &cluster.Command{Op: cluster.OpDeploy, Deployment: &cluster.Deployment{
 		Spec: runner.Spec{Job: "clickstream", Parallelism: 2}}})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	changed, stop := node.Watch()
-	defer stop()
-	// The subtasks wait ("") until the node has registered its slots.
+	// The leader assigns the subtasks right after the deploy applies.
 	for a := node.State().Assignments["clickstream"]; len(a) == 0 || slices.Contains(a, ""); a = node.State().Assignments["clickstream"] {
 		<-changed
 	}
+	// A deployment larger than the cluster is refused.
+	err = node.Apply(ctx, &cluster.Command{Op: cluster.OpDeploy, Deployment: &cluster.Deployment{
+		Spec: runner.Spec{Job: "clickstream", Name: "big", Parallelism: 5}}})
+	fmt.Println(err)
 	fmt.Println(node.State().Assignments["clickstream"])
 	for _, m := range node.Nodes() {
 		fmt.Println(m.ID, "slots", m.Slots, "used", m.Used, "leader", m.Leader)
 	}
 	// Output:
+	// cluster: not enough slots: deployment "big" has parallelism 5, the cluster's up nodes have 4 slots
 	// [n1 n1]
 	// n1 slots 4 used 2 leader true
 }

@@ -55,6 +55,7 @@ var apiErrors = []struct {
 	{"no-leader", ErrNoLeader, http.StatusServiceUnavailable},
 	{"other-cluster", ErrOtherCluster, http.StatusConflict},
 	{"incompatible-version", ErrIncompatibleVersion, http.StatusConflict},
+	{"not-enough-slots", ErrNotEnoughSlots, http.StatusConflict},
 }
 
 // remoteError is an error another node reported, wrapping its sentinel.
@@ -184,7 +185,7 @@ func (n *Node) Handler() http.Handler {
 			writeError(w, errRetry{fmt.Errorf("node %s is not the leader", n.cfg.NodeID)})
 			return
 		}
-		if err := n.applyLocal(r.Context(), data); err != nil {
+		if err := n.applyLocal(r.Context(), &c, data); err != nil {
 			writeError(w, err)
 			return
 		}

@@ -267,14 +267,22 @@ func (n *Node) Apply(ctx context.Context, c *Command) error {
 	}
 	return n.retryLeader(ctx, func(leaderAPI string) error {
 		if leaderAPI == "" {
-			return n.applyLocal(ctx, data)
+			return n.applyLocal(ctx, c, data)
 		}
 		return n.post(ctx, leaderAPI, pathApply, data, nil)
 	})
 }
 
-// applyLocal applies a command on the leader.
-func (n *Node) applyLocal(ctx context.Context, data []byte) error {
+// applyLocal applies a command (c, encoded as data) on the leader. A
+// command that the state refuses now (a deployment larger than the
+// cluster) is refused before it reaches the raft log; the same check runs
+// again when it applies, against the state of that moment.
+func (n *Node) applyLocal(ctx context.Context, c *Command, data []byte) error {
+	var err error
+	n.fsm.view(func(s *State) { err = s.admit(c) })
+	if err != nil {
+		return err
+	}
 	timeout := 10 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)

@@ -141,11 +141,51 @@ type Command struct {
 	Checkpoint  CheckpointRef       `msgpack:"checkpoint,omitempty" json:"checkpoint,omitempty"`
 }
 
+// upSlots is the number of slots of the up nodes.
+func (s *State) upSlots() int {
+	k := 0
+	for _, m := range s.Nodes {
+		if m.Up {
+			k += m.Slots
+		}
+	}
+	return k
+}
+
+// admit refuses a command that would make a deployment run that is larger
+// than the cluster: a deploy, or a set-desired running, of a deployment
+// whose parallelism exceeds the up nodes' slots. Such a deployment would
+// never run whole. A deployment that fits the cluster but not its free
+// slots is taken, and its subtasks wait for slots (Schedule).
+func (s *State) admit(c *Command) error {
+	var d *Deployment
+	switch {
+	case c.Op == OpDeploy && c.Deployment != nil && c.Deployment.Spec.Job != "" && c.Deployment.Spec.Parallelism >= 0:
+		d = c.Deployment
+	case c.Op == OpSetDesired && c.Desired == Running:
+		d = s.Deployments[c.Name]
+	}
+	if d == nil {
+		return nil // nothing to run, or invalid: apply says why
+	}
+	name := d.Spec.Name
+	if name == "" {
+		name = d.Spec.Job
+	}
+	if p, slots := d.Parallelism(), s.upSlots(); p > slots {
+		return fmt.Errorf("%w: deployment %q has parallelism %d, the cluster's up nodes have %d slots", ErrNotEnoughSlots, name, p, slots)
+	}
+	return nil
+}
+
 // apply changes s by c. It is deterministic: every node applies the same
 // commands in the same order and gets the same State. An invalid command
 // changes nothing and returns an error, which reaches the node that
 // proposed it.
 func (s *State) apply(c *Command) error {
+	if err := s.admit(c); err != nil {
+		return err
+	}
 	switch c.Op {
 	case OpDeploy:
 		d := c.Deployment
