@@ -121,7 +121,7 @@ func (c *Cache[K, V]) Get(key K) *Entry[K, V] {
 // overlap, where Get after Get would wait for each in turn. It changes
 // nothing (the hit and miss counts neither).
 func (c *Cache[K, V]) Prefetch(keys []K) {
-	if !c.On() || c.n == 0 {
+	if !c.On() || c.n < minPrefetchKeys {
 		return
 	}
 	at := c.pf[:0]
@@ -140,6 +140,11 @@ func (c *Cache[K, V]) Prefetch(keys []K) {
 	}
 	c.pf, c.sink = at, sink
 }
+
+// minPrefetchKeys is the number of cached keys below which Prefetch does
+// nothing: their entries and index fit in the CPU caches (a few MB), and a
+// lookup more per record would cost without saving a miss.
+const minPrefetchKeys = 1 << 15
 
 // Full reports whether the cache holds as many keys as it may: the caller
 // flushes it before it Puts another. A cache that Owns its values is never

@@ -228,3 +228,38 @@ func TestCacheThatHitsKeepsItsSize(t *testing.T) {
 	}
 	require.True(t, c.Full(), "still 2 keys")
 }
+
+// Prefetch changes nothing: not the entries, nor the hit and miss counts
+// that decide whether Flush turns the cache off (here many prefetched keys
+// that are not cached would have been misses enough to turn it off).
+func TestPrefetchChangesNothing(t *testing.T) {
+	b, err := state.NewHeap(testConfig)
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	c := keycache.New[int64, int64](b, 128, 1)
+	const n = 1 << 16
+	for k := range int64(n) {
+		c.SetCurrentKey(k)
+		c.Put(k, k*2)
+	}
+	absent := make([]int64, 0, 256)
+	for k := range int64(256) {
+		absent = append(absent, n+k)
+	}
+	present := []int64{0, 7, n - 1}
+	for range 3 * n / 256 {
+		c.Prefetch(absent)
+		c.Prefetch(present)
+	}
+	require.Equal(t, n, c.Len())
+	for k := range int64(n) {
+		e := c.Get(k)
+		require.NotNil(t, e)
+		require.Equal(t, k*2, e.Value)
+		require.False(t, e.Dirty)
+	}
+	require.NoError(t, c.Flush(func(*keycache.Entry[int64, int64]) error { return nil }))
+	require.True(t, c.On(), "the prefetched keys did not count as misses")
+	var off *keycache.Cache[int64, int64]
+	off.Prefetch(present) // a nil cache is off
+}
