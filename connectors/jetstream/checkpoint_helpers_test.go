@@ -360,6 +360,12 @@ type faultyCommitter[T any] struct {
 	*jetstream.Committer[T]
 	f     *faults
 	began bool
+	// canCrash: the crash may come from this committer, made after the
+	// commit failure (if one is planned) took its attempt down. Otherwise a
+	// checkpoint whose commits carry the count past both failCommitAt and
+	// crashAt (a slow machine, many records per checkpoint) would fail and
+	// crash one attempt, with one restart instead of two.
+	canCrash bool
 }
 
 func (c *faultyCommitter[T]) Begin(ctx context.Context) (*jetstream.Txn, error) {
@@ -381,7 +387,7 @@ func (c *faultyCommitter[T]) Commit(ctx context.Context, txn *jetstream.Txn) err
 		c.f.fired.Add(1)
 		return fmt.Errorf("after committing %s: %w", txn.ID, errInjected)
 	}
-	if c.f.crashAt > 0 && n >= c.f.crashAt && c.f.crashed.CompareAndSwap(false, true) {
+	if c.canCrash && c.f.crashAt > 0 && n >= c.f.crashAt && c.f.crashed.CompareAndSwap(false, true) {
 		c.f.fired.Add(1)
 		c.f.crash()
 	}
@@ -391,7 +397,7 @@ func (c *faultyCommitter[T]) Commit(ctx context.Context, txn *jetstream.Txn) err
 // faultySink adds the JetStream sink with fault injection.
 func faultySink[T any](in dataflow.Stream[T], name string, cfg jetstream.SinkConfig[T], f *faults) {
 	dataflow.AddSink(in, name, dataflow.TwoPhaseCommitSink(func() dataflow.TwoPhaseCommitter[T, *jetstream.Txn] {
-		return &faultyCommitter[T]{Committer: jetstream.NewCommitter(cfg), f: f}
+		return &faultyCommitter[T]{Committer: jetstream.NewCommitter(cfg), f: f, canCrash: f.failCommitAt == 0 || f.commitFailed.Load()}
 	}))
 }
 
