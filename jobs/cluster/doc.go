@@ -27,6 +27,39 @@
 // subtask waits while no node has a free slot. When the leader dies, raft
 // elects another, which carries on from the same State.
 //
+// # Membership and bad input
+//
+// A cluster gets an id when its first node bootstraps it: the leader puts
+// it in the State, and every member keeps it in its data directory (file
+// cluster-id). A node that joins sends the id its directory holds, if any,
+// and its ProtocolVersion; the leader refuses a node of another cluster
+// (ErrOtherCluster) or of another protocol (ErrIncompatibleVersion), with
+// an error naming both ids or both versions, which the refused node's
+// Start returns. A node with an empty directory adopts the cluster's id.
+// Nothing changes in the cluster for a refused node.
+//
+// A data directory is held by one node at a time, through a flock on its
+// LOCK file that lasts the node's life: Start on a directory a running
+// node holds, in this process or another, fails at once with
+// ErrDataDirInUse, naming the directory and the holder's process.
+//
+// Start retries a join while the member at Config.Join refuses
+// connections or knows no leader, for Config.JoinTimeout (5 s by default),
+// then fails with ErrJoinUnreachable, naming the address and the last
+// cause.
+//
+// A deployment whose parallelism exceeds the slots of the up nodes is
+// refused with ErrNotEnoughSlots, naming it, its parallelism and the
+// slots: the leader checks before the command enters the raft log, and
+// every node checks again when it applies, so the State keeps no trace of
+// it. A deployment that fits the cluster but not its free slots is taken;
+// its subtasks wait for slots. A node that joins adds its slots once it
+// has registered (so does the first node: until then a new cluster has no
+// slots). ErrOtherCluster, ErrIncompatibleVersion and ErrNotEnoughSlots
+// keep their kind (errors.Is) and text across the REST API, so a node that
+// forwards a command or a join returns the leader's error; their HTTP
+// status is 409 (404 for ErrNoDeployment and ErrNoNode).
+//
 // Handler serves the node's REST endpoints (join, forwarded commands,
 // GET /v1/nodes and GET /v1/cluster/state); the caller mounts it on the API
 // server whose address it gave in Config.APIAddr.
