@@ -64,7 +64,7 @@ serve:
   --savepoint-dir DIR      where savepoints go (default CHECKPOINT-DIR/savepoints)
   --node-id ID             be a node of a cluster (raft); needs --raft-addr and --data-dir
   --raft-addr ADDR         the node's raft address (host:port other nodes dial)
-  --data-dir DIR           the node's raft log and snapshots
+  --data-dir DIR           the node's raft log, snapshots and cluster id (one node at a time)
   --join ADDR              the REST API address of a member to join (none: a new cluster)
   --join-timeout D         how long --join retries a member that does not answer (default 5s)
   --slots N                subtasks the node runs at most (default: the number of CPUs)

@@ -3,8 +3,12 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +19,7 @@ import (
 
 	"github.com/sluicedata/sluice/jobs"
 	"github.com/sluicedata/sluice/jobs/cli"
+	"github.com/sluicedata/sluice/jobs/cluster"
 )
 
 func TestServeNodesFormAClusterAndNodesListsThem(t *testing.T) {
@@ -121,4 +126,42 @@ func TestServeRefusesADataDirInUse(t *testing.T) {
 	require.Equal(t, cli.ExitFailed, code, errOut)
 	require.Equal(t, fmt.Sprintf("jobrunner serve: cluster: data directory in use: %s is held by the node of process %d (lock %s)",
 		dir, os.Getpid(), filepath.Join(dir, "LOCK")), lastLine(errOut))
+}
+
+func TestServeRefusesToJoinAnotherCluster(t *testing.T) {
+	dir := t.TempDir()
+	a := serveRunner(t, "--node-id", "a", "--raft-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "a"), "--slots", "1")
+	var idA string
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(a + "/v1/cluster/state")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var s cluster.State
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&s) != nil {
+			return false
+		}
+		idA = s.ClusterID
+		return idA != ""
+	}, 20*time.Second, 20*time.Millisecond)
+
+	// m's data directory belongs to a cluster of its own.
+	dirM := filepath.Join(dir, "m")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m, err := cluster.Start(ctx, cluster.Config{NodeID: "m", RaftAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:1", DataDir: dirM,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	require.NoError(t, m.Close())
+	b, err := os.ReadFile(filepath.Join(dirM, "cluster-id"))
+	require.NoError(t, err)
+	idM := strings.TrimSpace(string(b))
+
+	join := strings.TrimPrefix(a, "http://")
+	code, errOut := runBounded("serve", "--http", "127.0.0.1:0", "--node-id", "m", "--raft-addr", "127.0.0.1:0",
+		"--data-dir", dirM, "--join", join)
+	require.Equal(t, cli.ExitFailed, code, errOut)
+	require.Equal(t, fmt.Sprintf(`jobrunner serve: cluster: node of another cluster: node "m" has cluster id %s in its data directory, `+
+		`this cluster's id is %s (joining through %s)`, idM, idA, join), lastLine(errOut))
 }
