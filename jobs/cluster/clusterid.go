@@ -115,9 +115,9 @@ func (n *Node) ensureClusterID() *Command {
 	return &Command{Op: OpClusterID, Name: n.clusterID}
 }
 
-// admit checks, on the leader, that a node may join: it speaks the
+// admitJoin checks, on the leader, that a node may join: it speaks the
 // leader's protocol, and its data directory belongs to no other cluster.
-func (n *Node) admit(j joinRequest) (joinResponse, error) {
+func (n *Node) admitJoin(j joinRequest) (joinResponse, error) {
 	resp := joinResponse{ClusterID: n.ClusterID(), Protocol: n.cfg.protocol, Version: softwareVersion()}
 	if j.Protocol != n.cfg.protocol {
 		if j.Version == "" {

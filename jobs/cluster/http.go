@@ -159,7 +159,7 @@ func (n *Node) Handler() http.Handler {
 			if api != "" {
 				return n.post(r.Context(), api, pathJoin, body, &resp)
 			}
-			resp, err = n.admit(j)
+			resp, err = n.admitJoin(j)
 			return err
 		})
 		if err != nil {

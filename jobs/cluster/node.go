@@ -99,6 +99,11 @@ type Node struct {
 // registers itself as a member (with its API address and slots) in the
 // background, as soon as a leader is known. The caller serves Handler on
 // APIAddr.
+//
+// Start fails with ErrDataDirInUse when a running node holds DataDir, with
+// ErrJoinUnreachable when the member at Join does not take the join within
+// JoinTimeout, and with ErrOtherCluster or ErrIncompatibleVersion when the
+// leader refuses the join; the node is then stopped and DataDir let go.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.NodeID == "" {
 		return nil, errors.New("cluster: no node ID")
@@ -376,7 +381,7 @@ func (n *Node) register() {
 
 // join asks the member at cfg.Join to add this node as a voter, and
 // returns the cluster's id. It sends the node's cluster id (if its data
-// directory has one) and protocol, which the leader checks (admit). It
+// directory has one) and protocol, which the leader checks (admitJoin). It
 // retries what may pass (connection errors, no leader yet) until
 // cfg.JoinTimeout.
 func (n *Node) join(ctx context.Context) (string, error) {
