@@ -39,20 +39,20 @@ type Config struct {
 	//
 	// The heap backend keeps state as Go values: use it while the state fits
 	// in memory with room to spare. A tumbling-window count over 1M keys
-	// (BenchmarkStateGrowth in window/) ran at 1.2-1.7 M events/s with
-	// about 540 bytes of RSS per key, over 10M keys at 0.5-0.65 M events/s
-	// with 3.2-3.6 GB: the Go collector lets the heap grow to twice what
-	// is live, and the window's entry, its index slot and its timer are
-	// about 300 bytes live per key. Set GOMEMLIMIT to hold RSS nearer the live heap.
+	// (BenchmarkStateGrowth in window/) ran at 6.1-6.4 M events/s with
+	// 240-270 bytes of RSS per key, over 10M keys at 2.5 M events/s in
+	// 2.0 GB: the window's cache entry, its index slot and its timer are
+	// about 130 bytes live per key, and the Go collector lets the heap grow
+	// past what is live. Set GOMEMLIMIT to hold RSS nearer the live heap.
 	//
 	// state.NewBadger keeps state in a local Badger store behind a bounded
 	// cache (BadgerConfig.CacheEntries) and a memory limit checked at start
 	// (BadgerConfig.MemoryLimit): use it when the state does not fit in
 	// memory, or must not take what it would. While the live keys fit in its
-	// cache it runs at 0.85x of the heap (1M keys); beyond, each record
-	// that misses reads Badger: at 10M keys through a 1M-entry cache, 56 K
-	// events/s, 0.31x of Badger's raw point-read rate, in 1.8 GB. See the
-	// README ("Scaling up") for the figures.
+	// cache it runs at 0.6x of the heap (1M keys, 3.9 M events/s); beyond,
+	// each record that misses reads Badger, and its key is read again when
+	// its window fires: at 10M keys through a 1M-entry cache it is bound by
+	// Badger's point reads. See the README ("Scaling up") for the figures.
 	StateBackend func(cfg state.Config) (state.Backend, error)
 	// Clock is the processing-time clock of timers; nil means time.Now.
 	// TestHarness scripts it.
