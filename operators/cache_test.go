@@ -112,3 +112,40 @@ func TestKeyedRunningValuesSurviveASavepoint(t *testing.T) {
 		})
 	}
 }
+
+// Over more keys than the CPU caches hold, Reduce and Aggregate prefetch
+// their cache entries per batch of records (dataflow.Prefetcher): every
+// running value is still the one of a plain count and sum, in order per
+// key, chained (p1) and behind the keyed exchange (p2).
+func TestKeyedRunningValuesWithPrefetch(t *testing.T) {
+	const total, keys = 300_000, 100_000
+	type rec struct{ Key, V int64 }
+	for _, p := range []int{1, 2} {
+		t.Run(fmt.Sprint("p", p), func(t *testing.T) {
+			job := dataflow.NewJob("running", dataflow.Config{Parallelism: p})
+			src := memory.Generator(job, "gen", memory.GeneratorConfig[rec]{Count: total, Generate: func(seq int64) rec { return rec{seq * 7919 % keys, seq} }})
+			keyed := dataflow.KeyBy(src, func(r rec) int64 { return r.Key })
+			counts := memory.Collect(operators.Aggregate(keyed, "count", operators.Count[rec]()), "counts")
+			sums := memory.Collect(operators.Reduce(keyed, "sum", func(a, b rec) rec { return rec{a.Key, a.V + b.V} }), "sums")
+			require.NoError(t, job.Run(context.Background()))
+			n := map[int64]int64{}
+			for _, r := range counts.Records() {
+				n[r.Value.Key]++
+				require.Equal(t, n[r.Value.Key], r.Value.Value, "key %d: counts in order", r.Value.Key)
+			}
+			require.Len(t, n, keys)
+			sum := map[int64]int64{}
+			want := map[int64][]int64{}
+			for seq := int64(0); seq < total; seq++ {
+				k := seq * 7919 % keys
+				sum[k] += seq
+				want[k] = append(want[k], sum[k])
+			}
+			got := map[int64][]int64{}
+			for _, r := range sums.Records() {
+				got[r.Value.Key] = append(got[r.Value.Key], r.Value.V)
+			}
+			require.Equal(t, want, got)
+		})
+	}
+}

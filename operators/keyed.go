@@ -72,6 +72,10 @@ func (o *reduceOp[K, T]) Process(v T, ts dataflow.Timestamp) error {
 	return nil
 }
 
+// Prefetch loads the cache entries of the records' keys (see
+// dataflow.Prefetcher).
+func (o *reduceOp[K, T]) Prefetch(vs []T) { keycache.PrefetchRecords(o.cache, o.key, vs) }
+
 // SnapshotState writes the cached values to keyed state, which the runtime
 // captures next.
 func (o *reduceOp[K, T]) SnapshotState(context.Context, int64) ([]byte, error) {
@@ -107,6 +111,10 @@ func (o *aggregateOp[K, In, Acc, Out]) Open(_ context.Context, oc *dataflow.Oper
 	o.cache = keycache.New[K, Acc](oc.State(), oc.MaxParallelism, maxCachedKeys)
 	return err
 }
+
+// Prefetch loads the cache entries of the records' keys (see
+// dataflow.Prefetcher).
+func (o *aggregateOp[K, In, Acc, Out]) Prefetch(vs []In) { keycache.PrefetchRecords(o.cache, o.key, vs) }
 
 // SnapshotState writes the cached accumulators to keyed state, which the
 // runtime captures next.

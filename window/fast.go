@@ -54,7 +54,6 @@ type fastAgg[K comparable, In, Acc, Out any] struct {
 	// keyed state, through direct.
 	cache  *keycache.Cache[K, slotList[Acc]]
 	direct keyWindows[K, Acc]
-	keys   []K // Prefetch's
 }
 
 // keyWindows is one key's windows as the operator works on them: Value is
@@ -201,16 +200,7 @@ func (o *fastAgg[K, In, Acc, Out]) OnTimer(key K, t dataflow.Timer) error {
 
 // Prefetch loads the cache entries of the records' keys (see
 // dataflow.Prefetcher).
-func (o *fastAgg[K, In, Acc, Out]) Prefetch(vs []In) {
-	if !o.cache.On() {
-		return
-	}
-	o.keys = o.keys[:0]
-	for _, v := range vs {
-		o.keys = append(o.keys, o.key(v))
-	}
-	o.cache.Prefetch(o.keys)
-}
+func (o *fastAgg[K, In, Acc, Out]) Prefetch(vs []In) { keycache.PrefetchRecords(o.cache, o.key, vs) }
 
 // PrefetchKeys loads the cache entries of keys whose timers fire next (see
 // dataflow.KeyPrefetcher).

@@ -78,6 +78,7 @@ type Cache[K comparable, V any] struct {
 	encI    int
 
 	pf   []int32 // Prefetch's entries
+	keys []K     // PrefetchRecords's
 	sink byte    // what Prefetch read, so that the loads are not left out
 }
 
@@ -139,6 +140,20 @@ func (c *Cache[K, V]) Prefetch(keys []K) {
 		sink += *(*byte)(p) + *(*byte)(unsafe.Add(p, last))
 	}
 	c.pf, c.sink = at, sink
+}
+
+// PrefetchRecords is Prefetch of the keys of records vs, for an operator's
+// dataflow.Prefetcher.
+func PrefetchRecords[K comparable, V, In any](c *Cache[K, V], key func(In) K, vs []In) {
+	if !c.On() || c.n < minPrefetchKeys {
+		return
+	}
+	c.keys = c.keys[:0]
+	for _, v := range vs {
+		c.keys = append(c.keys, key(v))
+	}
+	c.Prefetch(c.keys)
+	clear(c.keys) // drop the references the keys hold
 }
 
 // minPrefetchKeys is the number of cached keys below which Prefetch does
