@@ -418,6 +418,7 @@ func (t *task) fireProcessingTimers(now time.Time) {
 			t.fail(s.idx, err)
 		}
 	}
+	t.flushBatches() // what the timers emitted into a prefetching operator
 }
 
 func (t *task) nextProcessingTimer() (Timestamp, bool) {
@@ -432,6 +433,7 @@ func (t *task) nextProcessingTimer() (Timestamp, bool) {
 }
 
 func (t *task) flush() {
+	t.flushBatches()
 	t.publish()
 	for _, w := range t.writers {
 		if w.Pending() > 0 {
