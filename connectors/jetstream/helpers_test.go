@@ -64,11 +64,46 @@ func newEmbedded(t testing.TB, cfg ...embedded.Config) *embedded.Server {
 		c = cfg[0]
 	}
 	c.Dir = t.TempDir()
+	if c.Logger == nil {
+		l := &testServerLog{t: t}
+		c.Logger = l
+		t.Cleanup(l.stop) // after Shutdown: cleanups run last first
+	}
 	srv, err := embedded.Start(c)
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 	return srv
 }
+
+// testServerLog writes an embedded server's warnings and errors to the
+// test's log, so that a failing test shows the server's side (a stream
+// create failure gives its cause only there), until the test ends.
+type testServerLog struct {
+	mu      sync.Mutex
+	t       testing.TB
+	stopped bool
+}
+
+func (l *testServerLog) logf(level, format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped {
+		l.t.Logf("nats-server %s: %s", level, fmt.Sprintf(format, v...))
+	}
+}
+
+func (l *testServerLog) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
+}
+
+func (l *testServerLog) Noticef(string, ...any)         {}
+func (l *testServerLog) Debugf(string, ...any)          {}
+func (l *testServerLog) Tracef(string, ...any)          {}
+func (l *testServerLog) Warnf(format string, v ...any)  { l.logf("WARN", format, v...) }
+func (l *testServerLog) Errorf(format string, v ...any) { l.logf("ERROR", format, v...) }
+func (l *testServerLog) Fatalf(format string, v ...any) { l.logf("FATAL", format, v...) }
 
 // eachServer runs fn against an embedded server and, when reachable, the
 // external server at 127.0.0.1:4222. With CI set, an unreachable external
