@@ -114,7 +114,9 @@ func (o *aggregateOp[K, In, Acc, Out]) Open(_ context.Context, oc *dataflow.Oper
 
 // Prefetch loads the cache entries of the records' keys (see
 // dataflow.Prefetcher).
-func (o *aggregateOp[K, In, Acc, Out]) Prefetch(vs []In) { keycache.PrefetchRecords(o.cache, o.key, vs) }
+func (o *aggregateOp[K, In, Acc, Out]) Prefetch(vs []In) {
+	keycache.PrefetchRecords(o.cache, o.key, vs)
+}
 
 // SnapshotState writes the cached accumulators to keyed state, which the
 // runtime captures next.
