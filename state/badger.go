@@ -83,6 +83,14 @@ func (t *table[S]) load() (*entry[S], error) {
 		return e, nil
 	}
 	e := &entry[S]{kg: c.kg, ver: c.epoch, absent: true}
+	if !st.written {
+		// Nothing was ever written to the store (NewBadger starts it
+		// empty): every key is absent, and a lookup would only find so.
+		e.setKey(c.key)
+		t.m[e.key] = e
+		c.entries++
+		return e, nil
+	}
 	var err error
 	st.kbuf, err = st.readKeyBuf(st.kbuf, st.rtxn, c.kg, t.bname, c.key, t.ops.isMap(), func(mk []byte, ts int64, payload []byte) error {
 		e.absent = false
@@ -124,6 +132,7 @@ type batchRow struct {
 }
 
 func (w *batchWriter) set(key, val []byte, expiresAt uint64) error {
+	w.st.written = true
 	if w.wb != nil {
 		e := badger.NewEntry(key, val)
 		e.ExpiresAt = expiresAt
@@ -332,11 +341,15 @@ func (st *badgerStore) dropAll(c *core) error {
 	st.rtxn.Discard()
 	err := st.db.DropAll()
 	st.rtxn = st.db.NewTransaction(false)
+	if err == nil {
+		st.written = false
+	}
 	return err
 }
 
 // restoreFile writes a snapshot file's rows in range straight into Badger.
 func (st *badgerStore) restoreFile(ctx context.Context, c *core, fr *fileReader) error {
+	st.written = true // rows go straight to the store, below
 	if err := st.settle(c); err != nil {
 		return err
 	}

@@ -210,6 +210,10 @@ type badgerStore struct {
 	inflight     *flushJob   // the batch being committed, if any
 	spareRows    []batchRow  // the last committed batch's rows, for reuse
 	kbuf         []byte
+	// written: a row was written to the store since it was opened (empty)
+	// or dropped. Until then every key is absent and load reads nothing:
+	// a new job's keys cost no Badger lookup until the cache first evicts.
+	written bool
 }
 
 type badgerBackend struct{ *core }
