@@ -13,12 +13,12 @@
 // more than it saves (more keys are live between checkpoints than it holds,
 // or checkpoints come too often for keys to be seen twice): Flush then
 // turns it off for good, and the operator goes on with keyed state alone.
-// Before it gives up, a cache that filled up grows: Flush lets it hold 4
-// times as many keys, up to Growth times the size it was made with, since
-// the live keys may fit in a bigger one (a 64K-key cache in front of 1M
-// keys hits one record in 16; grown to 1M keys, all but the first of each
-// key: BenchmarkStateGrowth in window/ measured heap/1M at 1.3-1.6x with
-// two thirds of the peak RSS).
+// Before it gives up, a cache that fills up while it misses grows in
+// place: it keeps what it holds and may hold 4 times as many keys, up to
+// Growth times the size it was made with, since the live keys may fit in a
+// bigger one (a 64K-key cache in front of 1M keys hits one record in 16;
+// grown to 1M keys, all but the first of each key). Emptying it to grow
+// would make every key it held miss again.
 //
 // In front of a backend that keeps its state in memory (state.InMemory),
 // the cache owns what it holds (Owns): the operator takes a value out of
@@ -163,8 +163,19 @@ const minPrefetchKeys = 1 << 15
 
 // Full reports whether the cache holds as many keys as it may: the caller
 // flushes it before it Puts another. A cache that Owns its values is never
-// full.
-func (c *Cache[K, V]) Full() bool { return !c.owns && c.n >= c.max }
+// full. A cache that reaches its size while it missed more than it hit
+// since it was last emptied grows 4 times instead (up to Growth times its
+// first size), keeping its entries, and is not full.
+func (c *Cache[K, V]) Full() bool {
+	if c.owns || c.n < c.max {
+		return false
+	}
+	if c.misses > c.hits && c.max < c.limit {
+		c.max = min(c.limit, c.max*4)
+		return false
+	}
+	return true
+}
 
 // chunkSize is the number of entries of a chunk (a power of two).
 const chunkSize = 1 << 10
@@ -191,7 +202,8 @@ func (c *Cache[K, V]) Len() int { return c.n }
 // cached, with write, the entry's key made the backend's current key; then
 // it empties the cache. If the cache missed more than it hit since it was
 // last emptied, it grows 4 times (up to Growth times its first size) when
-// it was Full, and else, or when it cannot grow, it turns off.
+// it holds as many keys as it may, and else, or when it cannot grow, it
+// turns off.
 // The backend's current key is then that of the last entry written: the
 // caller sets its own again (SetCurrentKey) before it uses keyed state.
 //
@@ -212,7 +224,7 @@ func (c *Cache[K, V]) Flush(write func(e *Entry[K, V]) error) error {
 			return err
 		}
 	}
-	full := c.Full()
+	full := !c.owns && c.n >= c.max
 	c.idx.Clear()
 	for i := range (c.n + chunkSize - 1) / chunkSize {
 		clear(c.chunks[i]) // the chunks stay, for the keys to come

@@ -85,10 +85,10 @@ func TestCacheWritesBackDirtyEntriesAndEmpties(t *testing.T) {
 		e := c.Put(k, len(k))
 		e.Value, e.Dirty = e.Value*10, k != "b" // b is read, not changed
 	}
-	require.True(t, c.Full())
-	for range 5 { // hits outnumber the misses: the cache stays on
+	for range 5 { // hits outnumber the misses: the cache stays on, and does not grow
 		require.Equal(t, 10, c.Get("a").Value)
 	}
+	require.True(t, c.Full())
 	var order []string
 	require.NoError(t, c.Flush(func(e *keycache.Entry[string, int]) error {
 		order = append(order, e.Key)
@@ -173,8 +173,9 @@ func TestCacheable(t *testing.T) {
 	}
 }
 
-// A cache that fills up while it misses grows 4 times at each flush, up to
-// Growth times its first size, and then turns off.
+// A cache that fills up while it misses grows 4 times in place, keeping
+// its entries, up to Growth times its first size; full there, and still
+// missing, its flush turns it off.
 func TestCacheThatFillsAndMissesGrows(t *testing.T) {
 	b := newBackend(t)
 	v, err := state.NewValue[int64](b, "v")
@@ -192,13 +193,17 @@ func TestCacheThatFillsAndMissesGrows(t *testing.T) {
 		}
 		return n
 	}
-	var sizes []int
-	for c.On() {
-		sizes = append(sizes, fill())
-		require.NoError(t, c.Flush(write))
-		require.Zero(t, c.Len())
+	require.Equal(t, 32, fill(), "grows 4x in place to Growth (16) x 2")
+	for k := range next {
+		require.NotNil(t, c.Get(k), "growing kept key %d", k)
 	}
-	require.Equal(t, []int{2, 8, 32}, sizes, "grows 4x per flush to Growth (16) x 2, then turns off")
+	for k := next; k < next+40; k++ { // more misses than hits
+		require.Nil(t, c.Get(k))
+	}
+	require.True(t, c.Full())
+	require.NoError(t, c.Flush(write))
+	require.Zero(t, c.Len())
+	require.False(t, c.On(), "full at its largest and missing: turned off")
 	for k := range next { // every value was written back on the way
 		c.SetCurrentKey(k)
 		got, ok, err := v.Get()
