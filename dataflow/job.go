@@ -49,7 +49,7 @@ type Config struct {
 	// cache (BadgerConfig.CacheEntries) and a memory limit checked at start
 	// (BadgerConfig.MemoryLimit): use it when the state does not fit in
 	// memory, or must not take what it would. While the live keys fit in its
-	// cache it runs at 0.7x of the heap (1M keys, 4.4 M events/s); beyond,
+	// cache it runs at about 0.8x of the heap (1M keys); beyond,
 	// each record that misses reads Badger, and its key is read again when
 	// its window fires: at 10M keys through a 1M-entry cache it is bound by
 	// Badger's point reads. See the README ("Scaling up") for the figures.
