@@ -20,9 +20,9 @@ import (
 // checkpoints. A savepoint taken halfway, restored at another parallelism,
 // holds them: each key's running count and sum go on where they were, and
 // every running value is emitted once. With the default cache, one that
-// overflows (a 1-key cache grows in place to its largest, 16 keys: short
-// of the 18 or 19 keys of a subtask at parallelism 2, where it turns itself
-// off, and enough for the 12 or 13 at parallelism 3), and none.
+// overflows (a 1-key cache grows in place to its largest, 16 keys, which
+// at parallelism 2 cannot hold the 37 keys' share of at least one subtask:
+// that cache turns itself off), and none.
 func TestKeyedRunningValuesSurviveASavepoint(t *testing.T) {
 	const total, keys = 4000, 37
 	type rec struct {
