@@ -7,10 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/sluicedata/sluice/internal/flock"
 )
 
 // ErrDirInUse is returned by NewBadger when another backend, in this process
@@ -260,25 +261,20 @@ func NewBadger(cfg Config, bc BadgerConfig) (Backend, error) {
 	return badgerBackend{c}, nil
 }
 
-// lockDir takes the exclusive lock of dir: a flock on dir+".lock", which
-// conflicts with any other open file description locking it, in this
-// process or another. The lock file stays: removing it would let a second
-// backend lock a new file of the same name while the first holds the old.
+// lockDir takes the exclusive lock of dir: a flock on dir+".lock" (package
+// flock), which conflicts with any other backend or process locking it.
 func lockDir(dir string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return nil, fmt.Errorf("state: badger: directory %s is not writable: %w", dir, err)
 	}
 	path := dir + ".lock"
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
+	f, err := flock.TryLock(path)
+	var held *flock.HeldError
+	switch {
+	case errors.As(err, &held):
+		return nil, fmt.Errorf("%w: %s is held by another backend or process (lock %s)", ErrDirInUse, dir, path)
+	case err != nil:
 		return nil, fmt.Errorf("state: badger: directory %s is not writable (its lock file): %w", dir, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		_ = f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is held by another backend or process (lock %s)", ErrDirInUse, dir, path)
-		}
-		return nil, fmt.Errorf("state: badger: lock %s: %w", path, err)
 	}
 	return f, nil
 }
