@@ -65,9 +65,7 @@ func writeClusterID(dir, id string) error {
 // applied, until then the one in the node's data directory ("" for a node
 // whose directory predates cluster ids, until the leader sets one).
 func (n *Node) ClusterID() string {
-	var id string
-	n.fsm.view(func(s *State) { id = s.ClusterID })
-	if id != "" {
+	if id := n.replicatedClusterID(); id != "" {
 		return id
 	}
 	n.mu.Lock()
@@ -75,12 +73,18 @@ func (n *Node) ClusterID() string {
 	return n.clusterID
 }
 
+// replicatedClusterID is the cluster id in the replicated State, "" until
+// one is applied.
+func (n *Node) replicatedClusterID() (id string) {
+	n.fsm.view(func(s *State) { id = s.ClusterID })
+	return id
+}
+
 // adoptClusterID stores the replicated cluster id in the data directory of
 // a node that has none there yet (a node that joined before its directory
 // got one, or one from before cluster ids).
 func (n *Node) adoptClusterID() {
-	var id string
-	n.fsm.view(func(s *State) { id = s.ClusterID })
+	id := n.replicatedClusterID()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if id == "" || n.clusterID != "" {
@@ -97,9 +101,7 @@ func (n *Node) adoptClusterID() {
 // has none: the one the bootstrapping node made, or, for a cluster from
 // before cluster ids, a new one.
 func (n *Node) ensureClusterID() *Command {
-	var have string
-	n.fsm.view(func(s *State) { have = s.ClusterID })
-	if have != "" {
+	if n.replicatedClusterID() != "" {
 		return nil
 	}
 	n.mu.Lock()
