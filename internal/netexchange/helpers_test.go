@@ -3,6 +3,7 @@ package netexchange
 import (
 	"context"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -67,11 +68,15 @@ func connect(t testing.TB, url string) *nats.Conn {
 }
 
 // localNATS returns the URL of the NATS server installed on this machine if
-// one answers on 127.0.0.1:4222, else skips the test.
+// one answers on 127.0.0.1:4222, else skips the test; with CI set (.ci/run
+// starts that server) a missing server fails it.
 func localNATS(t *testing.T) string {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", "127.0.0.1:4222", 200*time.Millisecond)
 	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI is set but no NATS server answers on 127.0.0.1:4222: %v", err)
+		}
 		t.Skipf("no NATS server on 127.0.0.1:4222: %v", err)
 	}
 	c.Close()
