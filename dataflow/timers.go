@@ -126,8 +126,8 @@ func (f *fixedKeys[K]) val(p uint64) timerVal[K] {
 
 // newFixedKeys returns the fixedKeys of K, nil if K is not an integer type.
 func newFixedKeys[K comparable](maxParallelism int) *fixedKeys[K] {
-	dec := keygroup.DecoderFor[K]()
-	if dec == nil || keygroup.FixedSize[K]() != 8 {
+	dec := keygroup.DecoderFor[K]() // integers only, whose encodings are 8 bytes
+	if dec == nil {
 		return nil
 	}
 	return &fixedKeys[K]{decode: dec, maxP: uint64(maxParallelism)}
