@@ -14,8 +14,10 @@ import (
 // ProtocolVersion is the version of what nodes say to each other: the
 // REST join and apply calls and the Commands of the raft log. A node joins
 // only a cluster whose leader speaks the same one (ErrIncompatibleVersion);
-// it changes when a change would make old and new nodes disagree.
-const ProtocolVersion = 1
+// it changes when a change would make old and new nodes disagree. 2: a
+// checkpoint is recorded only by the node its deployment is assigned to
+// (Command.From), and a deployment is placed whole on one node.
+const ProtocolVersion = 2
 
 // clusterIDFile holds, in a node's data directory, the id of the cluster
 // the directory belongs to.

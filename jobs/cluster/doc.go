@@ -22,10 +22,13 @@
 // The leader reconciles after every change and a few times per NodeTimeout:
 // a member whose heartbeats failed for NodeTimeout is marked down and one
 // whose heartbeats resumed is marked up again, and the assignment is set to
-// what Schedule gives: subtasks stay where they are while their node is up,
-// those of a down node go to the up nodes with the most free slots, and a
-// subtask waits while no node has a free slot. When the leader dies, raft
-// elects another, which carries on from the same State.
+// what Schedule gives. A deployment runs whole on one node (a job's
+// subtasks do not yet exchange records across nodes): all its subtasks go
+// to the up node with the most free slots that has room for all of them
+// (ties: the lowest ID), stay there while that node is up, and move all
+// together when it goes down. A deployment that fits no up node's free
+// slots waits, unassigned, and State.Waiting says why. When the leader
+// dies, raft elects another, which carries on from the same State.
 //
 // # Membership and bad input
 //
@@ -52,8 +55,11 @@
 // refused with ErrNotEnoughSlots, naming it, its parallelism and the
 // slots: the leader checks before the command enters the raft log, and
 // every node checks again when it applies, so the State keeps no trace of
-// it. A deployment that fits the cluster but not its free slots is taken;
-// its subtasks wait for slots. A node that joins adds its slots once it
+// it. The check counts the slots of all up nodes, not of the largest one:
+// a deployment that fits the cluster but no single node, or not its free
+// slots, is taken, and waits (State.Waiting) for a node with room, which
+// for one larger than every node means until a node with more slots
+// joins. A node that joins adds its slots once it
 // has registered (so does the first node: until then a new cluster has no
 // slots). ErrOtherCluster, ErrIncompatibleVersion and ErrNotEnoughSlots
 // keep their kind (errors.Is) and text across the REST API, so a node that

@@ -27,4 +27,7 @@ var (
 	// parallelism) than the up nodes have slots in all. It is refused
 	// whole: the State keeps no trace of it.
 	ErrNotEnoughSlots = errors.New("cluster: not enough slots")
+	// ErrNotAssigned: a node recorded a checkpoint of a deployment that is
+	// not (or no longer) assigned to it.
+	ErrNotAssigned = errors.New("cluster: deployment not assigned to the node")
 )

@@ -56,6 +56,7 @@ var apiErrors = []struct {
 	{"other-cluster", ErrOtherCluster, http.StatusConflict},
 	{"incompatible-version", ErrIncompatibleVersion, http.StatusConflict},
 	{"not-enough-slots", ErrNotEnoughSlots, http.StatusConflict},
+	{"not-assigned", ErrNotAssigned, http.StatusConflict},
 }
 
 // remoteError is an error another node reported, wrapping its sentinel.

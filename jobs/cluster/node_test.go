@@ -169,11 +169,11 @@ func TestThreeNodesFormAClusterAndAgree(t *testing.T) {
 		}
 	}
 	// A write through a follower is forwarded to the leader.
-	spec := runner.Spec{Job: "clickstream", Name: "cs", Parallelism: 4, Params: map[string]string{"window": "1m"}}
+	spec := runner.Spec{Job: "clickstream", Name: "cs", Parallelism: 2, Params: map[string]string{"window": "1m"}}
 	require.NoError(t, follower.Apply(ctxT(t), &Command{Op: OpDeploy, Deployment: &Deployment{Spec: spec}}))
 	var states []*State
 	for _, tn := range nodes {
-		states = append(states, waitFor(t, tn.Node, "cs assigned", assigned("cs", 4)))
+		states = append(states, waitFor(t, tn.Node, "cs assigned", assigned("cs", 2)))
 	}
 	for _, s := range states[1:] {
 		require.Equal(t, states[0].Deployments, s.Deployments)
@@ -201,28 +201,44 @@ func TestThreeNodesFormAClusterAndAgree(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoDeployment)
 }
 
-func TestADeadNodesSubtasksMoveToTheOthers(t *testing.T) {
+func TestADeadNodesDeploymentMovesWholeToAnother(t *testing.T) {
 	nodes := startCluster(t, 3, 2)
 	leader := leaderOf(t, nodes)
-	require.NoError(t, leader.Apply(ctxT(t), &Command{Op: OpDeploy, Deployment: &Deployment{
-		Spec: runner.Spec{Job: "j", Name: "d", Parallelism: 4}}}))
-	s := waitFor(t, leader.Node, "d assigned", assigned("d", 4))
+	// Three deployments of 2 fill the three nodes, one each.
+	for _, name := range []string{"d1", "d2", "d3"} {
+		require.NoError(t, leader.Apply(ctxT(t), &Command{Op: OpDeploy, Deployment: &Deployment{
+			Spec: runner.Spec{Job: "j", Name: name, Parallelism: 2}}}))
+	}
+	s := waitFor(t, leader.Node, "all assigned", func(s *State) bool {
+		return assigned("d1", 2)(s) && assigned("d2", 2)(s) && assigned("d3", 2)(s)
+	})
 	var victim *testNode
+	var lost string
 	for _, tn := range nodes {
-		if tn != leader && slices.Contains(s.Assignments["d"], tn.ID()) {
-			victim = tn
+		for _, name := range []string{"d1", "d2", "d3"} {
+			if tn != leader && wholeOn(s.Assignments[name], 2) == tn.ID() {
+				victim, lost = tn, name
+			}
 		}
 	}
-	require.NotNil(t, victim, "no follower got a subtask: %v", s.Assignments["d"])
-	before := slices.Clone(s.Assignments["d"])
+	require.NotNil(t, victim, "no follower got a deployment: %v", s.Assignments)
+	// Make room for the lost deployment on one of the others.
+	var freed string
+	for _, name := range []string{"d1", "d2", "d3"} {
+		if name != lost && freed == "" {
+			freed = name
+		}
+	}
+	require.NoError(t, leader.Apply(ctxT(t), &Command{Op: OpSetDesired, Name: freed, Desired: Stopped}))
+	before := s.Clone().Assignments
 	victim.kill(t)
-	s = waitFor(t, leader.Node, "subtasks off the dead node", func(s *State) bool {
-		a := s.Assignments["d"]
-		return !s.Nodes[victim.ID()].Up && assigned("d", 4)(s) && !slices.Contains(a, victim.ID())
+	s = waitFor(t, leader.Node, "the lost deployment off the dead node", func(s *State) bool {
+		return !s.Nodes[victim.ID()].Up && assigned(lost, 2)(s) && !slices.Contains(s.Assignments[lost], victim.ID())
 	})
-	for i, id := range s.Assignments["d"] {
-		if before[i] != victim.ID() {
-			require.Equal(t, before[i], id, "subtask %d moved although its node is up", i)
+	require.Equal(t, wholeOn(before[freed], 2), wholeOn(s.Assignments[lost], 2), "%s went whole to the slots %s let go", lost, freed)
+	for _, name := range []string{"d1", "d2", "d3"} {
+		if name != lost && name != freed {
+			require.Equal(t, before[name], s.Assignments[name], "%s moved although its node is up", name)
 		}
 	}
 	for id, k := range used(s) {
@@ -233,15 +249,15 @@ func TestADeadNodesSubtasksMoveToTheOthers(t *testing.T) {
 	// Its raft port is new (127.0.0.1:0), so it names a member to join.
 	back := startNode(t, victim.ID(), victim.cfg.DataDir, leader.cfg.APIAddr, "", 2)
 	waitFor(t, leader.Node, "the node back up", func(s *State) bool { return s.Nodes[back.ID()].Up })
-	waitFor(t, back.Node, "the rejoined node has the state", assigned("d", 4))
+	waitFor(t, back.Node, "the rejoined node has the state", assigned(lost, 2))
 }
 
 func TestANewLeaderCarriesOn(t *testing.T) {
 	nodes := startCluster(t, 3, 4)
 	old := leaderOf(t, nodes)
 	require.NoError(t, old.Apply(ctxT(t), &Command{Op: OpDeploy, Deployment: &Deployment{
-		Spec: runner.Spec{Job: "j", Name: "d", Parallelism: 6}}}))
-	waitFor(t, old.Node, "d assigned", assigned("d", 6))
+		Spec: runner.Spec{Job: "j", Name: "d", Parallelism: 4}}}))
+	waitFor(t, old.Node, "d assigned", assigned("d", 4))
 	old.kill(t)
 	var rest []*testNode
 	for _, tn := range nodes {
@@ -251,7 +267,7 @@ func TestANewLeaderCarriesOn(t *testing.T) {
 	}
 	// The new leader marks the old one down and moves its subtasks.
 	s := waitFor(t, rest[0].Node, "the old leader's subtasks moved", func(s *State) bool {
-		return !s.Nodes[old.ID()].Up && assigned("d", 6)(s) && !slices.Contains(s.Assignments["d"], old.ID())
+		return !s.Nodes[old.ID()].Up && assigned("d", 4)(s) && !slices.Contains(s.Assignments["d"], old.ID())
 	})
 	for id, k := range used(s) {
 		require.LessOrEqual(t, k, 4, "node %s over its slots", id)

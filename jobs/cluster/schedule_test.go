@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -37,45 +38,68 @@ func used(s *State) map[string]int {
 	return u
 }
 
-func TestScheduleBalancesWithinSlots(t *testing.T) {
-	s := stateWith(map[string]int{"a": 2, "b": 2, "c": 2}, map[string]int{"x": 4, "y": 2})
+func TestSchedulePlacesEachDeploymentWholeOnTheNodeWithTheMostFreeSlots(t *testing.T) {
+	s := stateWith(map[string]int{"a": 2, "b": 4, "c": 2}, map[string]int{"x": 3, "y": 2, "z": 1})
 	applyAll(t, s)
-	require.Len(t, s.Assignments["x"], 4)
-	require.Len(t, s.Assignments["y"], 2)
-	require.Equal(t, map[string]int{"a": 2, "b": 2, "c": 2}, used(s))
+	// In name order: x (3) on b, the most free; y (2) on a, tied with c
+	// and the lowest id; z (1) on c, which has 2 free against b's 1.
+	require.Equal(t, []string{"b", "b", "b"}, s.Assignments["x"])
+	require.Equal(t, []string{"a", "a"}, s.Assignments["y"])
+	require.Equal(t, []string{"c"}, s.Assignments["z"])
+	// Deterministic: the same state gives the same assignment.
+	again := stateWith(map[string]int{"a": 2, "b": 4, "c": 2}, map[string]int{"x": 3, "y": 2, "z": 1})
+	applyAll(t, again)
+	require.Equal(t, s.Assignments, again.Assignments)
 }
 
-func TestScheduleIsStickyAndMovesOnlyWhatWasOnADeadNode(t *testing.T) {
-	s := stateWith(map[string]int{"a": 2, "b": 2, "c": 2}, map[string]int{"x": 4})
+func TestScheduleIsStickyAndMovesADeadNodesDeploymentWhole(t *testing.T) {
+	s := stateWith(map[string]int{"a": 2, "b": 2, "c": 3}, map[string]int{"x": 2, "y": 2})
 	applyAll(t, s)
-	before := append([]string(nil), s.Assignments["x"]...)
-	dead := before[0]
-	require.NoError(t, s.apply(&Command{Op: OpNodeUp, Name: dead, Up: false}))
+	require.Equal(t, []string{"c", "c"}, s.Assignments["x"])
+	require.Equal(t, []string{"a", "a"}, s.Assignments["y"])
+	require.NoError(t, s.apply(&Command{Op: OpNodeUp, Name: "c", Up: false}))
 	applyAll(t, s)
-	after := s.Assignments["x"]
-	for i := range before {
-		if before[i] == dead {
-			require.NotEqual(t, dead, after[i], "subtask %d stayed on the dead node", i)
-		} else {
-			require.Equal(t, before[i], after[i], "subtask %d moved although its node is up", i)
-		}
-	}
-	for id, n := range used(s) {
-		require.LessOrEqual(t, n, 2, "node %s over its slots", id)
-	}
-	// A node that joins takes nothing from the others while they hold it.
+	require.Equal(t, []string{"b", "b"}, s.Assignments["x"], "x moved all together to the node with room")
+	require.Equal(t, []string{"a", "a"}, s.Assignments["y"], "y stayed: its node is up")
+	// A node that joins, or comes back, takes nothing from the others
+	// while they hold it.
 	require.NoError(t, s.apply(&Command{Op: OpAddNode, Node: &Member{ID: "d", Slots: 4}}))
+	require.NoError(t, s.apply(&Command{Op: OpNodeUp, Name: "c", Up: true}))
 	require.Empty(t, Schedule(s))
+	// An assignment spread over nodes (by an older scheduler) is made whole.
+	s.Assignments["x"] = []string{"a", "b"}
+	applyAll(t, s)
+	require.Equal(t, []string{"d", "d"}, s.Assignments["x"])
 }
 
-func TestScheduleLeavesSubtasksWaitingWithoutSlots(t *testing.T) {
-	s := stateWith(map[string]int{"a": 1}, map[string]int{"x": 3})
+func TestScheduleLeavesADeploymentThatFitsNoNodeWaiting(t *testing.T) {
+	s := stateWith(map[string]int{"a": 1, "b": 2}, map[string]int{"x": 3})
 	applyAll(t, s)
-	require.Equal(t, []string{"a", "", ""}, s.Assignments["x"])
-	// Slots that come later take the waiting subtasks.
-	require.NoError(t, s.apply(&Command{Op: OpAddNode, Node: &Member{ID: "b", Slots: 2}}))
+	require.Equal(t, []string{"", "", ""}, s.Assignments["x"], "3 slots in the cluster, but not on one node")
+	require.Equal(t, `deployment "x" waits: it runs whole on one node and needs 3 slots; the largest up node has 2 (a job does not yet run across nodes)`,
+		s.Waiting("x"))
+	// A node with room takes it.
+	require.NoError(t, s.apply(&Command{Op: OpAddNode, Node: &Member{ID: "c", Slots: 3}}))
 	applyAll(t, s)
-	require.Equal(t, []string{"a", "b", "b"}, s.Assignments["x"])
+	require.Equal(t, []string{"c", "c", "c"}, s.Assignments["x"])
+	require.Empty(t, s.Waiting("x"))
+
+	// One that fits a node's slots, but not its free slots, waits for them.
+	require.NoError(t, s.apply(deploy("y", 2)))
+	require.NoError(t, s.apply(deploy("z", 2)))
+	applyAll(t, s)
+	require.Equal(t, []string{"b", "b"}, s.Assignments["y"])
+	require.Equal(t, []string{"", ""}, s.Assignments["z"])
+	require.Equal(t, `deployment "z" waits: it runs whole on one node and needs 2 free slots; the most an up node has free is 1 (a)`, s.Waiting("z"))
+	require.NoError(t, s.apply(&Command{Op: OpSetDesired, Name: "y", Desired: Stopped}))
+	applyAll(t, s)
+	require.Equal(t, []string{"b", "b"}, s.Assignments["z"], "z takes the slots y let go")
+	for _, id := range []string{"a", "b", "c"} {
+		require.NoError(t, s.apply(&Command{Op: OpNodeUp, Name: id, Up: false}))
+	}
+	applyAll(t, s)
+	require.Equal(t, `deployment "z" waits: no node is up`, s.Waiting("z"))
+	require.Empty(t, s.Waiting("y"), "a stopped deployment does not wait")
 }
 
 func TestScheduleRemovesStoppedDeployments(t *testing.T) {
@@ -108,9 +132,18 @@ func TestApplyRefusesBadCommands(t *testing.T) {
 	require.ErrorIs(t, s.apply(&Command{Op: OpRemove, Name: "nope"}), ErrNoDeployment)
 }
 
-func TestCheckpointKeepsTheLatest(t *testing.T) {
-	s := stateWith(nil, map[string]int{"x": 1})
-	require.NoError(t, s.apply(&Command{Op: OpCheckpoint, Name: "x", Checkpoint: CheckpointRef{ID: 7, Location: "x/7"}}))
-	require.NoError(t, s.apply(&Command{Op: OpCheckpoint, Name: "x", Checkpoint: CheckpointRef{ID: 5, Location: "x/5"}}))
+func TestCheckpointKeepsTheLatestFromTheAssignedNode(t *testing.T) {
+	s := stateWith(map[string]int{"a": 1, "b": 1}, map[string]int{"x": 1})
+	applyAll(t, s)
+	require.Equal(t, []string{"a"}, s.Assignments["x"])
+	require.NoError(t, s.apply(&Command{Op: OpCheckpoint, Name: "x", From: "a", Checkpoint: CheckpointRef{ID: 7, Location: "x/7"}}))
+	require.NoError(t, s.apply(&Command{Op: OpCheckpoint, Name: "x", From: "a", Checkpoint: CheckpointRef{ID: 5, Location: "x/5"}}))
+	require.Equal(t, int64(7), s.Checkpoints["x"].ID)
+	// Another node may not record one: the deployment is not its.
+	for _, from := range []string{"b", ""} {
+		err := s.apply(&Command{Op: OpCheckpoint, Name: "x", From: from, Checkpoint: CheckpointRef{ID: 9}})
+		require.ErrorIs(t, err, ErrNotAssigned)
+		require.EqualError(t, err, fmt.Sprintf(`cluster: deployment not assigned to the node: node %q records checkpoint 9 of deployment "x", which is assigned to [a]`, from))
+	}
 	require.Equal(t, int64(7), s.Checkpoints["x"].ID)
 }

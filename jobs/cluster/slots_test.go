@@ -42,15 +42,20 @@ func TestADeploymentLargerThanTheClusterIsRefusedAndNothingStarts(t *testing.T) 
 	require.Equal(t, http.StatusConflict, resp.StatusCode)
 	require.Equal(t, apiError{Error: refused, Code: "not-enough-slots"}, e)
 
-	// What fits is taken. Once it is assigned everywhere, every node has
+	// What fits the cluster is taken; one that fits no single node waits,
+	// and says why. Once "fits" is assigned everywhere, every node has
 	// applied all that came before it, and nothing of "big" is there.
-	require.NoError(t, via.Apply(ctxT(t), deploy("fits", 4)))
+	require.NoError(t, via.Apply(ctxT(t), deploy("wide", 3)))
+	require.NoError(t, via.Apply(ctxT(t), deploy("fits", 2)))
 	for _, tn := range nodes {
-		s := waitFor(t, tn.Node, "fits assigned", assigned("fits", 4))
+		s := waitFor(t, tn.Node, "fits assigned", assigned("fits", 2))
 		require.NotContains(t, s.Deployments, "big")
 		require.NotContains(t, s.Assignments, "big")
 		require.NotContains(t, s.Checkpoints, "big")
-		require.Len(t, s.Deployments, 1)
+		require.Len(t, s.Deployments, 2)
+		require.Equal(t, []string{"", "", ""}, s.Assignments["wide"])
+		require.Equal(t, `deployment "wide" waits: it runs whole on one node and needs 3 slots; the largest up node has 2 (a job does not yet run across nodes)`,
+			s.Waiting("wide"))
 	}
 }
 
@@ -64,9 +69,11 @@ func TestAJoiningNodeAddsItsSlots(t *testing.T) {
 	b := startNode(t, "n2", filepath.Join(dir, "n2"), a.cfg.APIAddr, "", 3)
 	s := waitFor(t, a.Node, "n2 registered", registered("n2"))
 	require.Equal(t, 5, s.upSlots())
-	// Now the cluster has the slots: the scheduler fills both nodes.
-	require.NoError(t, b.Apply(ctxT(t), deploy("d", 5)))
-	s = waitFor(t, b.Node, "d assigned", assigned("d", 5))
+	// Now the cluster has the slots: the scheduler puts a deployment of 3
+	// whole on the new node, and one of 2 on the first.
+	require.NoError(t, b.Apply(ctxT(t), deploy("d", 3)))
+	require.NoError(t, b.Apply(ctxT(t), deploy("e", 2)))
+	s = waitFor(t, b.Node, "d and e assigned", func(s *State) bool { return assigned("d", 3)(s) && assigned("e", 2)(s) })
 	require.Equal(t, map[string]int{"n1": 2, "n2": 3}, used(s))
 	// b got that state from the leader, so it knows which node leads.
 	require.Equal(t, []NodeStatus{

@@ -124,7 +124,7 @@ const (
 	OpAddNode    Op = "add-node"    // Node: register or update a member
 	OpNodeUp     Op = "node-up"     // Name (node ID), Up, At
 	OpAssign     Op = "assign"      // Assignments: the deployments' new assignments
-	OpCheckpoint Op = "checkpoint"  // Name, Checkpoint: a completed checkpoint
+	OpCheckpoint Op = "checkpoint"  // Name, Checkpoint, From: a completed checkpoint, recorded by the node assigned
 	OpClusterID  Op = "cluster-id"  // Name: the cluster's id, set once
 )
 
@@ -139,6 +139,10 @@ type Command struct {
 	At          time.Time           `msgpack:"at,omitempty" json:"at,omitempty"`
 	Assignments map[string][]string `msgpack:"assignments,omitempty" json:"assignments,omitempty"`
 	Checkpoint  CheckpointRef       `msgpack:"checkpoint,omitempty" json:"checkpoint,omitempty"`
+	// From is the node that proposes the command, for those only some
+	// nodes may propose (OpCheckpoint: the node the deployment is
+	// assigned to).
+	From string `msgpack:"from,omitempty" json:"from,omitempty"`
 }
 
 // upSlots is the number of slots of the up nodes.
@@ -269,6 +273,13 @@ func (s *State) apply(c *Command) error {
 	case OpCheckpoint:
 		if s.Deployments[c.Name] == nil {
 			return fmt.Errorf("%w: %q", ErrNoDeployment, c.Name)
+		}
+		// A node that lost the deployment (it was down, or cut off, and
+		// the deployment moved) may still complete a checkpoint: it must
+		// not become the one the new node is held to.
+		if c.From == "" || !slices.Contains(s.Assignments[c.Name], c.From) {
+			return fmt.Errorf("%w: node %q records checkpoint %d of deployment %q, which is assigned to %v",
+				ErrNotAssigned, c.From, c.Checkpoint.ID, c.Name, s.Assignments[c.Name])
 		}
 		if old, ok := s.Checkpoints[c.Name]; ok && old.ID >= c.Checkpoint.ID {
 			return nil // an older one reported late: the latest stays
