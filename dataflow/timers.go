@@ -367,7 +367,7 @@ func (q *timerQueue[K]) newFiring(b *timerBucket[K]) *firingTime[K] {
 	if b.m.u != nil {
 		buf := q.spareU
 		if cap(buf) < n {
-			buf = make([]uint64, 0, n)
+			buf = make([]uint64, 0, withRoom(n))
 		}
 		f.orderU = b.m.u.appendTo(buf[:0])
 		if n < radixSortMin {
@@ -380,13 +380,18 @@ func (q *timerQueue[K]) newFiring(b *timerBucket[K]) *firingTime[K] {
 	}
 	buf := q.spare
 	if cap(buf) < n {
-		buf = make([]timerItem[K], 0, n)
+		buf = make([]timerItem[K], 0, withRoom(n))
 	}
 	f.order = b.m.items(buf[:0])
 	sortTimerItems(f.order, &q.scratch)
 	q.spare = nil
 	return f
 }
+
+// withRoom is the capacity of a buffer of n timers that is kept for the
+// next time to fire: an eighth more, since the next window's keys are
+// about as many, and a buffer of exactly n would be made anew for n+1.
+func withRoom(n int) int { return n + n/8 }
 
 // radixSortMin is the number of timers from which sortTimerItems sorts the
 // prefixes by radix: below it a comparison sort is as fast.
@@ -434,7 +439,7 @@ func radixSort[T any](items []T, scratch *[]T, maxSpare int, prefix func(*T) uin
 		}
 	}
 	if cap(*scratch) < len(items) {
-		*scratch = make([]T, len(items))
+		*scratch = make([]T, withRoom(len(items)))
 	}
 	src, dst := items, (*scratch)[:len(items)]
 	for d := range 8 {

@@ -14,7 +14,7 @@ type aggContents[K comparable, In, Acc, Out any] struct {
 }
 
 func (c *aggContents[K, In, Acc, Out]) open(b state.Backend) (err error) {
-	c.wins, err = newWindowsState[Acc](b)
+	c.wins, err = newWindowsState[slot[Acc], Acc](b, plainSlots[Acc]{})
 	return err
 }
 

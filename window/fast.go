@@ -38,13 +38,14 @@ type fastAgg[K comparable, In, Acc, Out any] struct {
 	// the assigner's: windows of size starting at offset plus multiples of
 	// slide (slide == size for tumbling windows)
 	size, slide, offset dataflow.Timestamp
+	grid                grid // the windows by number
 	lateness            dataflow.Timestamp
 	agg                 operators.AggregateFunction[In, Acc, Out]
 	key                 func(In) K
 	out                 dataflow.Output[Result[K, Out]]
 
 	timers dataflow.TimerService
-	wins   *state.Value[[]slot[Acc]]
+	wins   *state.Value[[]gslot[Acc]]
 	late   dataflow.Output[In]
 	lateN  int64
 	weight func(In) int64 // records an input stands for (partials); nil: one
@@ -52,8 +53,9 @@ type fastAgg[K comparable, In, Acc, Out any] struct {
 	// cache holds the windows of the keys seen since the last checkpoint;
 	// when it is off (nil: keys not cacheable) each record reads and writes
 	// keyed state, through direct.
-	cache  *keycache.Cache[K, slotList[Acc]]
-	direct keyWindows[K, Acc]
+	cache   *keycache.Cache[K, slotList[Acc]]
+	direct  keyWindows[K, Acc]
+	directS []gslot[Acc] // direct's windows
 }
 
 // keyWindows is one key's windows as the operator works on them: Value is
@@ -84,12 +86,13 @@ func newFastAgg[K comparable, In, Acc, Out any](c config, assigner Assigner, agg
 	default:
 		return nil
 	}
+	o.grid = newGrid(o.size, o.slide, o.offset)
 	return o
 }
 
 func (o *fastAgg[K, In, Acc, Out]) Open(_ context.Context, oc *dataflow.OperatorContext) (err error) {
 	o.timers = oc.Timers()
-	if o.wins, err = newWindowsState[Acc](oc.State()); err != nil {
+	if o.wins, err = newWindowsState[gslot[Acc], Acc](oc.State(), gridSlots[Acc]{o.grid}); err != nil {
 		return err
 	}
 	o.cache = keycache.New[K, slotList[Acc]](oc.State(), oc.MaxParallelism, maxCachedKeys)
@@ -125,17 +128,17 @@ func (o *fastAgg[K, In, Acc, Out]) Process(v In, ts dataflow.Timestamp) error {
 	}
 	added := false
 	// The windows holding ts, latest start first (as AssignTo gives them):
-	// d is how far ts is past a window's start.
-	for d := distance(ts, o.offset, o.slide); ; d += o.slide {
-		w := span(ts, d, o.size)
+	// window k, d past its start.
+	for k, d := o.grid.latest(ts); ; k, d = k-1, d+o.slide {
+		w := o.grid.window(k)
 		if ct := o.cleanupTime(w); ct > wm {
 			added = true
 			s := kw.Value.view()
-			i, ok := findSlot(s, w)
+			i, ok := findGslot(s, k)
 			if ok {
 				s[i].acc = o.agg.Add(s[i].acc, v)
 			} else {
-				kw.Value.insert(i, slot[Acc]{win: w, acc: o.agg.Add(o.agg.CreateAccumulator(), v)})
+				kw.Value.insert(i, gslot[Acc]{k: k, acc: o.agg.Add(o.agg.CreateAccumulator(), v)})
 				// The timers exist exactly while the window's state does.
 				end := w.MaxTimestamp()
 				if end > wm {
@@ -184,10 +187,11 @@ func (o *fastAgg[K, In, Acc, Out]) OnTimer(key K, t dataflow.Timer) error {
 	}
 	keep := s[:0]
 	for _, x := range s {
-		if x.win.MaxTimestamp() == t.Time {
-			o.out.Collect(Result[K, Out]{Key: key, Window: x.win, Value: o.agg.Result(x.acc)}, t.Time)
+		w := o.grid.window(x.k)
+		if w.MaxTimestamp() == t.Time {
+			o.out.Collect(Result[K, Out]{Key: key, Window: w, Value: o.agg.Result(x.acc)}, t.Time)
 		}
-		if o.cleanupTime(x.win) != t.Time {
+		if o.cleanupTime(w) != t.Time {
 			keep = append(keep, x)
 		}
 	}
@@ -222,7 +226,8 @@ func (o *fastAgg[K, In, Acc, Out]) windows(key K) (*keyWindows[K, Acc], error) {
 	}
 	s, _, err := o.wins.Get()
 	if err != nil || !o.cache.On() { // off, or the flush turned it off
-		o.direct.Value.wrap(s)
+		o.directS = s
+		o.direct.Value.wrap(&o.directS)
 		return &o.direct, err
 	}
 	taken := len(s) > 0 && o.cache.Owns()

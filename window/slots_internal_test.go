@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -14,7 +15,7 @@ import (
 )
 
 func TestSlotsCodecRoundTrips(t *testing.T) {
-	c := slotsCodec[CountsAcc[string]]{acc: state.Msgpack[CountsAcc[string]]()}
+	c := slotsCodec[slot[CountsAcc[string]], CountsAcc[string]]{acc: state.Msgpack[CountsAcc[string]](), slots: plainSlots[CountsAcc[string]]{}}
 	counts := func(n int) CountsAcc[string] {
 		acc := CountsAcc[string]{Counts: map[string]int64{}}
 		for i := range n {
@@ -83,7 +84,7 @@ func TestFindSlotKeepsWindowsSorted(t *testing.T) {
 }
 
 func FuzzSlotsCodec(f *testing.F) {
-	c := slotsCodec[AvgAcc]{acc: state.Msgpack[AvgAcc]()}
+	c := slotsCodec[slot[AvgAcc], AvgAcc]{acc: state.Msgpack[AvgAcc](), slots: plainSlots[AvgAcc]{}}
 	seed, err := c.Append(nil, []slot[AvgAcc]{{win: Window{Start: 1, End: 2}, acc: AvgAcc{Sum: 3, Count: 4}}})
 	require.NoError(f, err)
 	f.Add(seed)
@@ -106,18 +107,18 @@ func FuzzSlotsCodec(f *testing.F) {
 }
 
 // A slotList holds two windows inline and more in a slice of its own, and
-// gives the same windows as a []slot through every change.
+// gives the same windows as a []gslot through every change.
 func TestSlotListMatchesASlice(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	var l slotList[int64]
-	var want []slot[int64]
+	var want []gslot[int64]
+	var direct []gslot[int64]
 	for range 2000 {
 		switch r.IntN(5) {
 		case 0, 1, 2:
-			start := dataflow.Timestamp(r.IntN(6))
-			w := Window{Start: start, End: start + 10}
-			i, ok := findSlot(want, w)
-			j, ok2 := findSlot(l.view(), w)
+			k := int64(r.IntN(6))
+			i, ok := findGslot(want, k)
+			j, ok2 := findGslot(l.view(), k)
 			require.Equal(t, i, j)
 			require.Equal(t, ok, ok2)
 			if ok {
@@ -125,21 +126,22 @@ func TestSlotListMatchesASlice(t *testing.T) {
 				l.view()[j].acc++
 				continue
 			}
-			want = insertSlot(want, i, slot[int64]{win: w, acc: 1})
-			l.insert(j, slot[int64]{win: w, acc: 1})
+			want = insertSlot(want, i, gslot[int64]{k: k, acc: 1})
+			l.insert(j, gslot[int64]{k: k, acc: 1})
 		case 3:
 			n := r.IntN(len(want) + 1)
 			want = want[:n]
 			l.truncate(n)
 		default:
 			// Written to keyed state and read back, into the cache (set) or
-			// not (wrap).
+			// not (wrap, whose changes go to the slice wrapped).
 			s := l.slice()
 			if r.IntN(2) == 0 {
 				l.set(slices.Clone(s))
 				require.Equal(t, len(want) > len(l.inl), l.ext != nil, "inline when it fits")
 			} else {
-				l.wrap(slices.Clone(s))
+				direct = slices.Clone(s)
+				l.wrap(&direct)
 			}
 		}
 		require.Equal(t, len(want), len(l.view()))
@@ -147,5 +149,14 @@ func TestSlotListMatchesASlice(t *testing.T) {
 			require.Equal(t, want, l.view())
 			require.Equal(t, want, l.slice())
 		}
+		if l.ext == &direct {
+			require.Equal(t, l.view(), direct, "changes go to the wrapped slice")
+		}
 	}
+}
+
+// A cache entry of an integer key and an int64 accumulator (a count) takes
+// 64 bytes.
+func TestSlotListSize(t *testing.T) {
+	require.Equal(t, uintptr(48), unsafe.Sizeof(slotList[int64]{}))
 }
