@@ -152,21 +152,30 @@ func (d *Deployment) Err() error {
 	return d.err
 }
 
-// Prepare checks spec and builds its job without running it. Config
-// returns what it would run with.
-func (r *Runner) prepare(spec Spec) (*Deployment, jobs.Config, error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrBadSpec, fmt.Sprintf(format, args...))
-	}
+func bad(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadSpec, fmt.Sprintf(format, args...))
+}
+
+// Check checks what can be checked of spec without building its job (the
+// job is registered, the name is valid, the parameters exist, the
+// parallelism is in range), and returns it with its defaults filled in.
+// Errors wrap ErrBadSpec. A cluster node checks a spec with it before the
+// deployment enters the cluster's state.
+func (r *Runner) Check(spec Spec) (Spec, error) {
+	spec, _, err := r.check(spec)
+	return spec, err
+}
+
+func (r *Runner) check(spec Spec) (Spec, jobs.Definition, error) {
 	def, err := r.opts.Registry.Lookup(spec.Job)
 	if err != nil {
-		return nil, jobs.Config{}, fmt.Errorf("%w: %w", ErrBadSpec, err)
+		return spec, def, fmt.Errorf("%w: %w", ErrBadSpec, err)
 	}
 	if spec.Name == "" {
 		spec.Name = spec.Job
 	}
 	if !validName.MatchString(spec.Name) {
-		return nil, jobs.Config{}, bad("deployment name %q: use letters, digits, '.', '_' and '-'", spec.Name)
+		return spec, def, bad("deployment name %q: use letters, digits, '.', '_' and '-'", spec.Name)
 	}
 	known := map[string]bool{}
 	for _, p := range def.Params {
@@ -174,7 +183,7 @@ func (r *Runner) prepare(spec Spec) (*Deployment, jobs.Config, error) {
 	}
 	for k := range spec.Params {
 		if !known[k] {
-			return nil, jobs.Config{}, bad("job %q has no parameter %q", spec.Job, k)
+			return spec, def, bad("job %q has no parameter %q", spec.Job, k)
 		}
 	}
 	if spec.Parallelism == 0 {
@@ -184,7 +193,18 @@ func (r *Runner) prepare(spec Spec) (*Deployment, jobs.Config, error) {
 		spec.MaxParallelism = 128
 	}
 	if spec.Parallelism < 1 || spec.Parallelism > spec.MaxParallelism {
-		return nil, jobs.Config{}, bad("parallelism %d must be between 1 and max parallelism %d", spec.Parallelism, spec.MaxParallelism)
+		return spec, def, bad("parallelism %d must be between 1 and max parallelism %d", spec.Parallelism, spec.MaxParallelism)
+	}
+	return spec, def, nil
+}
+
+// prepare checks spec and builds its job without running it; it returns
+// the deployment and the configuration it would run with. st, if not nil,
+// keeps the deployment's checkpoints instead of a local directory.
+func (r *Runner) prepare(spec Spec, st checkpoint.Storage) (*Deployment, jobs.Config, error) {
+	spec, def, err := r.check(spec)
+	if err != nil {
+		return nil, jobs.Config{}, err
 	}
 	cfg := r.opts.Defaults
 	cfg.Params = map[string]string{}
@@ -218,15 +238,19 @@ func (r *Runner) prepare(spec Spec) (*Deployment, jobs.Config, error) {
 
 	d := &Deployment{Name: spec.Name, def: def, done: make(chan struct{})}
 	dir := spec.CheckpointDir
-	if dir == "" && r.opts.CheckpointDir != "" {
+	if dir == "" && r.opts.CheckpointDir != "" && st == nil {
 		dir = filepath.Join(r.opts.CheckpointDir, spec.Name)
 	}
-	if dir != "" {
+	switch {
+	case st != nil && dir != "":
+		return nil, jobs.Config{}, bad("checkpoint directory %s: the deployment keeps its checkpoints in %s", dir, st.Location())
+	case dir != "":
 		spec.CheckpointDir = dir
-		st, err := checkpoint.NewLocalStorage(dir)
-		if err != nil {
+		if st, err = checkpoint.NewLocalStorage(dir); err != nil {
 			return nil, jobs.Config{}, fmt.Errorf("checkpoint directory: %w", err)
 		}
+	}
+	if st != nil {
 		d.ckpt = st
 		jc.CheckpointStorage = st
 		jc.Checkpoint.Interval = 10 * time.Second
@@ -254,7 +278,7 @@ func (r *Runner) prepare(spec Spec) (*Deployment, jobs.Config, error) {
 		if d.ckpt != nil {
 			if _, err := d.ckpt.Latest(context.Background()); err == nil {
 				return nil, jobs.Config{}, fmt.Errorf("%w: deployment %q already has checkpoints in %s: it resumes from them; start from savepoint %s with another name or checkpoint directory",
-					ErrConflict, spec.Name, dir, spec.FromSavepoint)
+					ErrConflict, spec.Name, d.ckpt.Location(), spec.FromSavepoint)
 			}
 		}
 		jc.RestoreFrom = sp
@@ -282,17 +306,29 @@ func (r *Runner) prepare(spec Spec) (*Deployment, jobs.Config, error) {
 // true, runs the job's Demo first (an embedded NATS server and a generator)
 // and drains the job once the demo's input was all read.
 func (r *Runner) Deploy(ctx context.Context, spec Spec) (*Deployment, error) {
-	return r.deploy(ctx, spec, false)
+	return r.deploy(ctx, spec, nil, false)
+}
+
+// DeployWithStorage is Deploy with the deployment's checkpoints in st
+// instead of a local directory (spec must name none): the job resumes from
+// st's latest completed checkpoint, if it has one, and commits its
+// checkpoints to st. A cluster node deploys with the cluster's shared
+// storage, so that any node can resume the job.
+func (r *Runner) DeployWithStorage(ctx context.Context, spec Spec, st checkpoint.Storage) (*Deployment, error) {
+	if st == nil {
+		return nil, bad("deployment %q: no checkpoint storage", spec.Name)
+	}
+	return r.deploy(ctx, spec, st, false)
 }
 
 // DeployDemo is Deploy for `jobrunner run JOB --demo`: the job's Demo
 // prepares its input first, and the job is drained once it read all of it.
 func (r *Runner) DeployDemo(ctx context.Context, spec Spec) (*Deployment, error) {
-	return r.deploy(ctx, spec, true)
+	return r.deploy(ctx, spec, nil, true)
 }
 
-func (r *Runner) deploy(ctx context.Context, spec Spec, demo bool) (*Deployment, error) {
-	d, cfg, err := r.prepare(spec)
+func (r *Runner) deploy(ctx context.Context, spec Spec, st checkpoint.Storage, demo bool) (*Deployment, error) {
+	d, cfg, err := r.prepare(spec, st)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/sluicedata/sluice/checkpoint"
 	"github.com/sluicedata/sluice/connectors/memory"
 	"github.com/sluicedata/sluice/dataflow"
 	"github.com/sluicedata/sluice/jobs"
@@ -340,4 +341,47 @@ func (w *syncWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+func TestDeployWithStorageResumesFromIt(t *testing.T) {
+	st := newStore()
+	r, _ := newRunner(t, st)
+	ckpts, err := checkpoint.NewLocalStorage(filepath.Join(t.TempDir(), "shared"))
+	require.NoError(t, err)
+	spec := runner.Spec{Job: "numbers", Name: "n", Params: map[string]string{"count": "1000000000", "rate": "20000"},
+		CheckpointInterval: "10ms"}
+	d, err := r.DeployWithStorage(context.Background(), spec, ckpts)
+	require.NoError(t, err)
+	require.Empty(t, d.Status().Spec.CheckpointDir, "the runner's directory is not used")
+	waitRecords(t, d, 1000)
+	require.Eventually(t, func() bool {
+		_, err := ckpts.Latest(context.Background())
+		return err == nil
+	}, 10*time.Second, 5*time.Millisecond, "checkpoints go to the storage given")
+	require.NoError(t, r.Cancel(context.Background(), "n"))
+	first, err := ckpts.Latest(context.Background())
+	require.NoError(t, err)
+
+	// Deployed again with the same storage, it goes on from its latest
+	// checkpoint: nothing is committed twice.
+	d, err = r.DeployWithStorage(context.Background(), spec, ckpts)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		m, err := ckpts.Latest(context.Background())
+		return err == nil && m.ID > first.ID
+	}, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, r.Cancel(context.Background(), "n"))
+	distinct, total := st.count()
+	require.Equal(t, distinct, total, "no record committed twice")
+	for i := int64(0); i < int64(distinct); i++ {
+		require.Equal(t, 1, st.seqs[i], "sequence %d", i)
+	}
+
+	// A spec that names a directory as well is refused, as is no storage.
+	spec.CheckpointDir = t.TempDir()
+	_, err = r.DeployWithStorage(context.Background(), spec, ckpts)
+	require.ErrorIs(t, err, runner.ErrBadSpec)
+	require.ErrorContains(t, err, "keeps its checkpoints in "+ckpts.Location())
+	_, err = r.DeployWithStorage(context.Background(), runner.Spec{Job: "numbers"}, nil)
+	require.ErrorIs(t, err, runner.ErrBadSpec)
 }

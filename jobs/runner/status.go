@@ -37,6 +37,11 @@ type Status struct {
 	// checkpoint) went.
 	Savepoint string `json:"savepoint,omitempty"`
 	Spec      Spec   `json:"spec"`
+	// Node is the cluster node the deployment is assigned to; empty on a
+	// runner that is not a cluster node.
+	Node string `json:"node,omitempty"`
+	// Waiting says why a cluster deployment is assigned to no node.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // Status returns the deployment's status now.
