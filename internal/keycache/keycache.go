@@ -1,6 +1,6 @@
 // Package keycache keeps a keyed operator's per-key values in memory between
 // checkpoints, in front of keyed state: a record whose key is cached costs
-// one lookup in a keyindex.Index instead of a keyed-state read and write,
+// one lookup in a keyindex.Tagged instead of a keyed-state read and write,
 // and the runtime never encodes or hashes its key (see
 // state.Backend.SetKeySource).
 //
@@ -56,7 +56,9 @@ type Entry[K comparable, V any] struct {
 
 // Cache is a write-back cache of values by key. A nil *Cache is off.
 type Cache[K comparable, V any] struct {
-	idx keyindex.Index[K]
+	// idx finds a key's entry, comparing the key in the entry (keyAt)
+	idx   keyindex.Tagged[K]
+	keyAt func(int32) K
 	// chunks hold the entries in the order they were cached, chunkSize to
 	// a chunk: a cache that grows allocates a chunk, instead of copying
 	// every entry into a bigger array and leaving the old one as garbage
@@ -93,8 +95,10 @@ func New[K comparable, V any](backend state.Backend, maxParallelism, maxKeys int
 	if maxKeys <= 0 || !Cacheable(reflect.TypeFor[K]()) {
 		return nil
 	}
-	return &Cache[K, V]{max: maxKeys, limit: maxKeys * Growth, owns: state.InMemory(backend),
+	c := &Cache[K, V]{max: maxKeys, limit: maxKeys * Growth, owns: state.InMemory(backend),
 		backend: backend, maxP: maxParallelism, enc: keygroup.EncoderFor[K]()}
+	c.keyAt = func(i int32) K { return c.at(int(i)).Key }
+	return c
 }
 
 // Owns reports whether the cache is the only holder of the values it
@@ -108,7 +112,7 @@ func (c *Cache[K, V]) On() bool { return c != nil && !c.off }
 
 // Get returns the entry of key, nil if it is not cached.
 func (c *Cache[K, V]) Get(key K) *Entry[K, V] {
-	if i, ok := c.idx.Get(key); ok {
+	if i, ok := c.idx.Get(key, c.keyAt); ok {
 		c.hits++
 		return c.at(int(i))
 	}
@@ -127,7 +131,7 @@ func (c *Cache[K, V]) Prefetch(keys []K) {
 	}
 	at := c.pf[:0]
 	for _, k := range keys {
-		if i, ok := c.idx.Get(k); ok {
+		if i, ok := c.idx.Candidate(k); ok {
 			at = append(at, i)
 		}
 	}
@@ -188,7 +192,7 @@ func (c *Cache[K, V]) Put(key K, v V) *Entry[K, V] {
 	if c.n == len(c.chunks)*chunkSize {
 		c.chunks = append(c.chunks, make([]Entry[K, V], chunkSize))
 	}
-	c.idx.Put(key, int32(c.n))
+	c.idx.Add(key, int32(c.n))
 	e := c.at(c.n)
 	c.n++
 	*e = Entry[K, V]{Key: key, Value: v}
@@ -236,7 +240,7 @@ func (c *Cache[K, V]) Flush(write func(e *Entry[K, V]) error) error {
 		c.max = min(c.limit, c.max*4)
 	default:
 		c.off, c.chunks = true, nil
-		c.idx = keyindex.Index[K]{}
+		c.idx = keyindex.Tagged[K]{}
 	}
 	c.hits, c.misses = 0, 0
 	return nil

@@ -28,8 +28,42 @@ type Index[K comparable] struct {
 	slots []slot[K] // len is a power of two, or 0
 	shift uint8     // 64 - log2(len(slots))
 	n     int
-	kind  hashKind
-	seed  maphash.Seed
+	h     hasher[K]
+}
+
+// hasher hashes keys of type K, spread by Fibonacci hashing: the high bits
+// of its hashes are as good as the low.
+type hasher[K comparable] struct {
+	kind hashKind
+	seed maphash.Seed
+}
+
+func (h *hasher[K]) init() {
+	if h.kind == kindUnset {
+		h.kind = kindOf[K]()
+		h.seed = maphash.MakeSeed()
+	}
+}
+
+// hash returns the hash of k.
+func (h *hasher[K]) hash(k K) uint64 {
+	var x uint64
+	p := unsafe.Pointer(&k)
+	switch h.kind {
+	case kind64:
+		x = *(*uint64)(p)
+	case kind32:
+		x = uint64(*(*uint32)(p))
+	case kind16:
+		x = uint64(*(*uint16)(p))
+	case kind8:
+		x = uint64(*(*uint8)(p))
+	case kindString:
+		x = maphash.String(h.seed, *(*string)(p))
+	default:
+		x = maphash.Comparable(h.seed, k)
+	}
+	return x * fib
 }
 
 type slot[K comparable] struct {
@@ -74,25 +108,7 @@ func kindOf[K comparable]() hashKind {
 func (x *Index[K]) Len() int { return x.n }
 
 // home returns the slot where the probe for k starts.
-func (x *Index[K]) home(k K) uint64 {
-	var h uint64
-	p := unsafe.Pointer(&k)
-	switch x.kind {
-	case kind64:
-		h = *(*uint64)(p)
-	case kind32:
-		h = uint64(*(*uint32)(p))
-	case kind16:
-		h = uint64(*(*uint16)(p))
-	case kind8:
-		h = uint64(*(*uint8)(p))
-	case kindString:
-		h = maphash.String(x.seed, *(*string)(p))
-	default:
-		h = maphash.Comparable(x.seed, k)
-	}
-	return (h * fib) >> x.shift
-}
+func (x *Index[K]) home(k K) uint64 { return x.h.hash(k) >> x.shift }
 
 // Get returns the value of k and whether k is in the index.
 func (x *Index[K]) Get(k K) (int32, bool) {
@@ -116,10 +132,7 @@ func (x *Index[K]) Put(k K, v int32) {
 	if v < 0 {
 		panic("keyindex: negative value")
 	}
-	if x.kind == kindUnset {
-		x.kind = kindOf[K]()
-		x.seed = maphash.MakeSeed()
-	}
+	x.h.init()
 	// At most 3/4 full: probes stay short.
 	if (x.n+1)*4 > len(x.slots)*3 {
 		x.grow()
