@@ -311,7 +311,10 @@ type firingTime[K comparable] struct {
 	ver   uint32 // the bucket's
 	order []timerItem[K]
 	// orderU is the order of a map of integer keys (m.u): their encodings.
+	// inPlace: orderU is m.u's own table, sorted (no snapshot shared it),
+	// which then is no set any more: has searches orderU instead.
 	orderU  []uint64
+	inPlace bool
 	pos     int
 	deleted map[string]struct{}
 }
@@ -348,9 +351,18 @@ func (f *firingTime[K]) fired(enc []byte) bool {
 	return cmpItems(timerItem[K]{p: prefix(e), enc: e}, f.order[f.pos-1]) <= 0
 }
 
+// has reports whether enc has a timer at f's time, fired or not.
+func (f *firingTime[K]) has(enc []byte) bool {
+	if f.inPlace {
+		_, ok := slices.BinarySearch(f.orderU, binary.BigEndian.Uint64(enc))
+		return ok
+	}
+	return f.m.has(enc)
+}
+
 // pending reports whether the timer of enc, in f.m, has not fired yet.
 func (f *firingTime[K]) pending(enc []byte) bool {
-	if !f.m.has(enc) {
+	if !f.has(enc) {
 		return false
 	}
 	if _, del := f.deleted[string(enc)]; del {
@@ -364,6 +376,11 @@ func (f *firingTime[K]) pending(enc []byte) bool {
 func (q *timerQueue[K]) newFiring(b *timerBucket[K]) *firingTime[K] {
 	f := &firingTime[K]{t: b.t, m: b.m, ver: b.ver}
 	n := b.m.len()
+	if b.m.u != nil && b.ver == q.epoch {
+		// No snapshot shares the set: its own table becomes the order.
+		f.orderU, f.inPlace = b.m.u.takeSorted(), true
+		return f
+	}
 	if b.m.u != nil {
 		buf := q.spareU
 		if cap(buf) < n {
@@ -521,7 +538,7 @@ func (q *timerQueue[K]) add(t Timestamp, enc []byte, key K, kg int) {
 	}
 	if len(q.firing) > 0 {
 		if f := q.firingAt(t); f != nil {
-			if f.m.has(enc) {
+			if f.has(enc) {
 				if _, del := f.deleted[string(enc)]; del && !f.fired(enc) {
 					delete(f.deleted, string(enc)) // deleted, not fired: pending again
 					q.n++
@@ -731,7 +748,7 @@ func (s *keyedTimers[K]) fire(q *timerQueue[K], t Timestamp, domain TimeDomain) 
 		if f.pos == f.size() {
 			q.firing[len(q.firing)-1] = nil
 			q.firing = q.firing[:len(q.firing)-1]
-			if cap(f.orderU) > cap(q.spareU) && cap(f.orderU) <= maxSpareFixedTimers {
+			if !f.inPlace && cap(f.orderU) > cap(q.spareU) && cap(f.orderU) <= maxSpareFixedTimers {
 				q.spareU = f.orderU[:0]
 			}
 			if cap(f.order) > cap(q.spare) && cap(f.order) <= maxSpareTimers {

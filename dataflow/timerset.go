@@ -156,3 +156,92 @@ func (s *fixedSet) appendTo(dst []uint64) []uint64 {
 	}
 	return dst
 }
+
+// takeSorted returns the keys in increasing order, in s's own table, which
+// is then no set any more: s holds its keys (len still counts them) until
+// clear, which makes it a set again. A time about to fire takes its
+// timers so, instead of copying them into an order of their own and
+// sorting that through a buffer as large (at 1M keys, 18 MB less).
+func (s *fixedSet) takeSorted() []uint64 {
+	j := 0
+	for _, p := range s.slots {
+		if p != 0 {
+			s.slots[j] = p
+			j++
+		}
+	}
+	if s.zero {
+		// A set of n keys has more than n slots: there is room for 0.
+		s.slots[j] = 0
+		j++
+	}
+	clear(s.slots[j:])
+	order := s.slots[:j]
+	sortUint64s(order)
+	return order
+}
+
+// sortUint64s sorts a in place: an MSD radix sort by byte (American flag
+// sort), from the highest byte in which the values differ (integer keys of
+// a few million differ in their low 3), runs of up to flagSortMin by
+// slices.Sort.
+func sortUint64s(a []uint64) {
+	if len(a) < 2 {
+		return
+	}
+	or, and := uint64(0), ^uint64(0)
+	for _, x := range a {
+		or, and = or|x, and&x
+	}
+	if diff := or ^ and; diff != 0 {
+		flagSort(a, uint(63-bits.LeadingZeros64(diff))/8*8)
+	}
+}
+
+// flagSortMin is the length below which flagSort sorts by comparison.
+const flagSortMin = 64
+
+// flagSort sorts a, whose values agree above the byte at shift, by that
+// byte and the ones below.
+func flagSort(a []uint64, shift uint) {
+	if len(a) < flagSortMin {
+		slices.Sort(a)
+		return
+	}
+	var count, next [256]int
+	for _, x := range a {
+		count[byte(x>>shift)]++
+	}
+	at := 0
+	for b, c := range count {
+		next[b] = at
+		at += c
+	}
+	end := 0
+	for b, c := range count {
+		end += c
+		// Move every value in bucket b's range that belongs elsewhere to
+		// its bucket, taking in what it displaces, until b's range holds
+		// b's values.
+		for i := next[b]; i < end; i = next[b] {
+			x := a[i]
+			for d := byte(x >> shift); int(d) != b; d = byte(x >> shift) {
+				j := next[d]
+				next[d]++
+				a[j], x = x, a[j]
+			}
+			a[i] = x
+			next[b]++
+		}
+	}
+	if shift == 0 {
+		return
+	}
+	start := 0
+	for _, c := range count {
+		if c > 1 {
+			flagSort(a[start:start+c], shift-8)
+		}
+		start += c
+	}
+}

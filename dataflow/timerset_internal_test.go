@@ -77,3 +77,60 @@ func TestRadixSortUint64s(t *testing.T) {
 		}
 	}
 }
+
+// sortUint64s sorts as slices.Sort does, for values that differ in any
+// bytes, with duplicates, and for lengths around its comparison cutoff.
+func TestSortUint64s(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 9))
+	gens := map[string]func() uint64{
+		"uniform":     r.Uint64,
+		"small":       func() uint64 { return r.Uint64N(1 << 20) },
+		"high bytes":  func() uint64 { return r.Uint64N(300) << 52 },
+		"duplicates":  func() uint64 { return r.Uint64N(5) },
+		"sparse bits": func() uint64 { return 1<<63 | r.Uint64N(4)<<33 | r.Uint64N(3) },
+	}
+	for name, gen := range gens {
+		for _, n := range []int{0, 1, 2, flagSortMin - 1, flagSortMin, flagSortMin + 1, 1000, 100_000} {
+			a := make([]uint64, n)
+			for i := range a {
+				a[i] = gen()
+			}
+			want := slices.Clone(a)
+			slices.Sort(want)
+			sortUint64s(a)
+			require.Equal(t, want, a, "%s, %d values", name, n)
+		}
+	}
+}
+
+// takeSorted gives a set's keys in order, the key 0 too, in the set's own
+// table, and the set is a set again once cleared.
+func TestFixedSetTakeSorted(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 3))
+	for _, n := range []int{0, 1, 5, 6, 1000, 50_000} {
+		for _, zero := range []bool{false, true} {
+			s := newFixedSet(0)
+			want := map[uint64]bool{}
+			for len(want) < n {
+				p := r.Uint64N(1<<40) + 1
+				s.add(p)
+				want[p] = true
+			}
+			if zero {
+				s.add(0)
+				want[0] = true
+			}
+			got := s.takeSorted()
+			require.Equal(t, append([]uint64{}, slices.Sorted(maps.Keys(want))...), append([]uint64{}, got...), "%d keys, zero %v", n, zero)
+			require.Equal(t, len(want), s.len())
+			if len(got) > 0 {
+				require.Same(t, &s.slots[0], &got[0], "in the set's table")
+			}
+			s.clear()
+			require.Zero(t, s.len())
+			require.True(t, s.add(7))
+			require.True(t, s.has(7))
+			require.False(t, s.has(8))
+		}
+	}
+}
