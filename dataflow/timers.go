@@ -280,7 +280,7 @@ const maxPresizedTimers = 1 << 16
 
 // maxSpareTimers bounds the timers whose order a queue keeps for reuse;
 // maxSpareFixedTimers the same for integer keys, whose order and set take
-// 8 and 11-21 bytes a timer (against 40 and about 40): a tumbling window
+// 8 and 11-16 bytes a timer (against 40 and about 40): a tumbling window
 // over 10M keys then reuses its buffers from one window to the next
 // instead of leaving 200 MB of garbage at each.
 const (

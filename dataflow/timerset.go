@@ -8,7 +8,7 @@ import (
 // fixedSet is the set of keys with a timer at one time when the keys'
 // encodings are 8 bytes (integer keys): each held as its encoding, a
 // big-endian uint64, in one []uint64 with open addressing and linear
-// probing. A timer costs about 11-21 bytes (8 a slot, at a load of 3/8 to
+// probing. A timer costs about 11-16 bytes (8 a slot, at a load of 1/2 to
 // 3/4) and holds no pointer for the collector to scan; the key and its key
 // group are computed from the encoding when the timer fires or is written
 // (fixedKeys). A Go map of the encoding to the key and key group took about
@@ -19,7 +19,6 @@ type fixedSet struct {
 	slots []uint64 // 0 is an empty slot: the key 0 is zero
 	n     int      // keys in slots
 	zero  bool     // the key 0 is in the set
-	shift uint8    // 64 - log2(len(slots))
 }
 
 // minFixedSlots is the smallest table of a fixedSet.
@@ -32,14 +31,11 @@ func newFixedSet(n int) *fixedSet {
 	return s
 }
 
-// alloc gives s an empty table with room for n keys.
+// alloc gives s an empty table with room for n keys: at most 3/4 full.
+// The table may have any size (home scales the hash to it), so that 1M
+// keys take 1.33M slots, not the next power of two's 2M.
 func (s *fixedSet) alloc(n int) {
-	size := minFixedSlots
-	for size*3/4 < n {
-		size *= 2
-	}
-	s.slots = make([]uint64, size)
-	s.shift = uint8(64 - bits.TrailingZeros(uint(size)))
+	s.slots = make([]uint64, max(minFixedSlots, n+n/3+1))
 }
 
 func (s *fixedSet) len() int {
@@ -49,14 +45,25 @@ func (s *fixedSet) len() int {
 	return s.n
 }
 
-// home is the slot a key's probe starts at (Fibonacci hashing: the high
-// bits of the product, which mix every bit of small and sequential keys).
-func (s *fixedSet) home(p uint64) int { return int((p * 0x9e3779b97f4a7c15) >> s.shift) }
+// home is the slot a key's probe starts at: Fibonacci hashing (the
+// product's high bits mix every bit of small and sequential keys), scaled
+// to the table.
+func (s *fixedSet) home(p uint64) int {
+	hi, _ := bits.Mul64(p*0x9e3779b97f4a7c15, uint64(len(s.slots)))
+	return int(hi)
+}
+
+// next is the slot after i, around the end.
+func (s *fixedSet) next(i int) int {
+	if i++; i == len(s.slots) {
+		return 0
+	}
+	return i
+}
 
 // find returns the slot of p, or of the empty slot where its probe ends.
 func (s *fixedSet) find(p uint64) (int, bool) {
-	mask := len(s.slots) - 1
-	for i := s.home(p); ; i = (i + 1) & mask {
+	for i := s.home(p); ; i = s.next(i) {
 		switch s.slots[i] {
 		case p:
 			return i, true
@@ -94,9 +101,10 @@ func (s *fixedSet) add(p uint64) bool {
 	return true
 }
 
+// grow makes the table half as big again.
 func (s *fixedSet) grow() {
 	old := s.slots
-	s.alloc(len(old))
+	s.slots = make([]uint64, len(old)+len(old)/2)
 	for _, p := range old {
 		if p != 0 {
 			i, _ := s.find(p)
@@ -118,9 +126,8 @@ func (s *fixedSet) del(p uint64) bool {
 	if !ok {
 		return false
 	}
-	mask := len(s.slots) - 1
 	s.slots[i] = 0
-	for j := (i + 1) & mask; s.slots[j] != 0; j = (j + 1) & mask {
+	for j := s.next(i); s.slots[j] != 0; j = s.next(j) {
 		h := s.home(s.slots[j])
 		// The key at j stays if its home is cyclically in (i, j].
 		if i <= j && i < h && h <= j || i > j && (i < h || h <= j) {
