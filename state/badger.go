@@ -111,6 +111,22 @@ func (t *table[S]) load() (*entry[S], error) {
 	return e, nil
 }
 
+// blindEntry caches the current key, not cached, as absent without reading
+// the store (see table.lookup), making room first as load does.
+func (t *table[S]) blindEntry() (*entry[S], error) {
+	c := t.c
+	if c.entries >= c.store.cacheEntries {
+		if err := c.store.shrink(c); err != nil {
+			return nil, err
+		}
+	}
+	e := &entry[S]{kg: c.kg, ver: c.epoch, absent: true}
+	e.setKey(c.key)
+	t.m[e.key] = e
+	c.entries++
+	return e, nil
+}
+
 // batchWriter collects a flush; keys and values are carved out of arenas that
 // are not reused until the batch is written. With wb set (restore) rows go
 // straight to it; without (eviction), they wait in rows and commit writes

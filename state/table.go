@@ -160,32 +160,46 @@ func (t *table[S]) settled() {
 
 // current returns the cached entry of the current key, or nil (heap: absent).
 func (t *table[S]) current() (*entry[S], error) {
+	e, _, err := t.lookup(false)
+	return e, err
+}
+
+// lookup is current. With blind, a key that is not cached in front of a
+// store gets an entry without a lookup in the store, marked absent: for a
+// write that replaces the value whatever it was (Value.Update, Clear),
+// which makes the entry what it says and dirty before anything reads it;
+// made reports such an entry.
+func (t *table[S]) lookup(blind bool) (e *entry[S], made bool, err error) {
 	c := t.c
 	if c.keyChanged() {
 		c.resolveKey()
 	}
 	if t.seq == c.keySeq {
-		return t.cur, nil
+		return t.cur, false, nil
 	}
 	if c.keyErr != nil {
 		if c.closed {
-			return nil, c.errf(t.name, ErrClosed)
+			return nil, false, c.errf(t.name, ErrClosed)
 		}
-		return nil, c.errf(t.name, c.keyErr)
+		return nil, false, c.errf(t.name, c.keyErr)
 	}
-	e := t.m[string(c.key)]
+	e = t.m[string(c.key)]
 	if c.store != nil {
-		if e != nil {
+		switch {
+		case e != nil:
 			e.ref = true
-		} else {
-			var err error
-			if e, err = t.load(); err != nil {
-				return nil, c.errf(t.name, err)
-			}
+		case blind:
+			e, err = t.blindEntry()
+			made = true
+		default:
+			e, err = t.load()
+		}
+		if err != nil {
+			return nil, false, c.errf(t.name, err)
 		}
 	}
 	t.seq, t.cur = c.keySeq, e
-	return e, nil
+	return e, made, nil
 }
 
 // read returns the live entry of the current key for reading, nil if absent
@@ -288,9 +302,10 @@ func (t *table[S]) noteChange() {
 
 // forWrite returns a writable entry for the current key, creating it if needed.
 // The caller sets v (and absent=false is done here). keep=false: the caller
-// replaces the value without reading it.
+// replaces the value without reading it, and a key that is not cached in
+// front of a store is not looked up (lookup's blind).
 func (t *table[S]) forWrite(keep bool) (*entry[S], error) {
-	e, err := t.current()
+	e, _, err := t.lookup(!keep)
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +329,7 @@ func (t *table[S]) forWrite(keep bool) (*entry[S], error) {
 }
 
 // written finishes a write: the TTL timestamp. (The badger cache grows only
-// in load, which makes room first.)
+// in load and blindEntry, which make room first.)
 func (t *table[S]) written(e *entry[S]) error {
 	if t.ttl > 0 {
 		e.ts = t.c.nowNanos()
@@ -351,10 +366,12 @@ func (t *table[S]) remove(e *entry[S]) {
 }
 
 func (t *table[S]) clear() error {
-	e, err := t.current()
-	if err != nil || e == nil || e.absent {
+	e, made, err := t.lookup(true)
+	if err != nil || e == nil || e.absent && !made {
 		return err
 	}
+	// made: not cached in front of a store, which may hold the key; a
+	// delete costs no lookup.
 	t.remove(e)
 	return nil
 }
