@@ -88,6 +88,47 @@ type KeyPrefetcher[K comparable] interface {
 	PrefetchKeys(keys []K)
 }
 
+// EventTimerProbe is implemented by the TimerService of keyed operators: it
+// tells whether the current key has an event-time timer pending. An
+// operator whose keyed state exists exactly while the key has a timer (a
+// window operator: a window's state and its timers come and go together)
+// uses it to skip reading the state of a key that has none, which in front
+// of a store (Badger) is a lookup on disk saved for every new key.
+//
+// HasEventTimer costs a set lookup per distinct pending time: known is
+// false when there are more than a few (then has is false too), and the
+// operator reads its state. A timer firing now is not pending.
+type EventTimerProbe interface {
+	HasEventTimer() (has, known bool)
+}
+
+// maxProbeTimes is the number of distinct pending times up to which
+// HasEventTimer looks: a tumbling window has one or two.
+const maxProbeTimes = 8
+
+// HasEventTimer implements EventTimerProbe.
+func (s *keyedTimers[K]) HasEventTimer() (has, known bool) {
+	q := &s.event
+	if q.n == 0 {
+		return false, true
+	}
+	if len(q.byTime)+len(q.firing) > maxProbeTimes {
+		return false, false
+	}
+	_, enc := s.resolveKey()
+	for _, b := range q.byTime {
+		if b.m.has(enc) {
+			return true, true
+		}
+	}
+	for _, f := range q.firing {
+		if f.pending(enc) {
+			return true, true
+		}
+	}
+	return false, true
+}
+
 // ErrNoTimerHandler is returned when a timer fires on an operator that does not
 // implement TimerHandler.
 var ErrNoTimerHandler = errors.New("dataflow: a timer fired but the operator has no OnTimer")

@@ -45,6 +45,9 @@ type fastAgg[K comparable, In, Acc, Out any] struct {
 	out                 dataflow.Output[Result[K, Out]]
 
 	timers dataflow.TimerService
+	// probe, in front of a store: whether a key has a timer, and so
+	// windows (see windows)
+	probe dataflow.EventTimerProbe
 	wins   *state.Value[[]gslot[Acc]]
 	late   dataflow.Output[In]
 	lateN  int64
@@ -92,6 +95,9 @@ func newFastAgg[K comparable, In, Acc, Out any](c config, assigner Assigner, agg
 
 func (o *fastAgg[K, In, Acc, Out]) Open(_ context.Context, oc *dataflow.OperatorContext) (err error) {
 	o.timers = oc.Timers()
+	if p, ok := o.timers.(dataflow.EventTimerProbe); ok && !state.InMemory(oc.State()) {
+		o.probe = p
+	}
 	if o.wins, err = newWindowsState[gslot[Acc], Acc](oc.State(), gridSlots[Acc]{o.grid}); err != nil {
 		return err
 	}
@@ -122,7 +128,7 @@ func (o *fastAgg[K, In, Acc, Out]) Process(v In, ts dataflow.Timestamp) error {
 	if o.cache.On() {
 		key = o.key(v)
 	}
-	kw, err := o.windows(key)
+	kw, err := o.windows(key, true)
 	if err != nil {
 		return err
 	}
@@ -177,7 +183,7 @@ func (o *fastAgg[K, In, Acc, Out]) OnTimer(key K, t dataflow.Timer) error {
 	if t.Domain != dataflow.EventTime {
 		return nil // registers none
 	}
-	kw, err := o.windows(key)
+	kw, err := o.windows(key, false)
 	if err != nil {
 		return err
 	}
@@ -212,7 +218,13 @@ func (o *fastAgg[K, In, Acc, Out]) PrefetchKeys(keys []K) { o.cache.Prefetch(key
 
 // windows returns the windows of key, the backend's current key (key is
 // only used with the cache). The result is valid until the next call.
-func (o *fastAgg[K, In, Acc, Out]) windows(key K) (*keyWindows[K, Acc], error) {
+//
+// For a record (record), a key without a timer has no windows: each window
+// in keyed state has a timer pending, at its end or its cleanup time, from
+// when it is created until it is dropped, and a record comes when no timer
+// fires. In front of a store, its windows are then not read (probe). A
+// timer's key has its windows read: the one firing is no longer pending.
+func (o *fastAgg[K, In, Acc, Out]) windows(key K, record bool) (*keyWindows[K, Acc], error) {
 	if o.cache.On() {
 		if kw := o.cache.Get(key); kw != nil {
 			return kw, nil
@@ -224,7 +236,11 @@ func (o *fastAgg[K, In, Acc, Out]) windows(key K) (*keyWindows[K, Acc], error) {
 			o.cache.SetCurrentKey(key) // the flush moved the backend to other keys
 		}
 	}
-	s, _, err := o.wins.Get()
+	var s []gslot[Acc]
+	var err error
+	if has, known := o.hasTimer(record); has || !known {
+		s, _, err = o.wins.Get()
+	}
 	if err != nil || !o.cache.On() { // off, or the flush turned it off
 		o.directS = s
 		o.direct.Value.wrap(&o.directS)
@@ -240,6 +256,15 @@ func (o *fastAgg[K, In, Acc, Out]) windows(key K) (*keyWindows[K, Acc], error) {
 	kw.Value.set(s)
 	kw.Dirty = taken // written back at the next flush
 	return kw, nil
+}
+
+// hasTimer reports whether the current key has a timer pending, for a
+// record, when the probe knows; known is false otherwise.
+func (o *fastAgg[K, In, Acc, Out]) hasTimer(record bool) (has, known bool) {
+	if o.probe == nil || !record {
+		return false, false
+	}
+	return o.probe.HasEventTimer()
 }
 
 // changed records that kw, the windows of the current key, changed.
