@@ -47,7 +47,7 @@ type fastAgg[K comparable, In, Acc, Out any] struct {
 	timers dataflow.TimerService
 	// probe, in front of a store: whether a key has a timer, and so
 	// windows (see windows)
-	probe dataflow.EventTimerProbe
+	probe  dataflow.EventTimerProbe
 	wins   *state.Value[[]gslot[Acc]]
 	late   dataflow.Output[In]
 	lateN  int64
