@@ -72,71 +72,71 @@ func (r *Runner) Handler() http.Handler {
 		for _, d := range r.opts.Registry.All() {
 			out = append(out, RegisteredJob{Name: d.Name, Description: d.Description, Params: d.Params, Demo: d.Demo != nil})
 		}
-		writeJSON(w, http.StatusOK, out)
+		WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET "+PathJobs, func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, r.List())
+		WriteJSON(w, http.StatusOK, r.List())
 	})
 	mux.HandleFunc("POST "+PathJobs, func(w http.ResponseWriter, req *http.Request) {
 		var spec Spec
-		if !readJSON(w, req, &spec) {
+		if !ReadJSON(w, req, &spec) {
 			return
 		}
 		d, err := r.Deploy(context.WithoutCancel(req.Context()), spec)
 		if err != nil {
-			writeError(w, err)
+			WriteError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusCreated, d.Status())
+		WriteJSON(w, http.StatusCreated, d.Status())
 	})
 	mux.HandleFunc("GET "+PathJobs+"/{name}", func(w http.ResponseWriter, req *http.Request) {
 		s, err := r.Status(req.PathValue("name"))
 		if err != nil {
-			writeError(w, err)
+			WriteError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, s)
+		WriteJSON(w, http.StatusOK, s)
 	})
 	mux.HandleFunc("GET "+PathJobs+"/{name}/checkpoints", func(w http.ResponseWriter, req *http.Request) {
 		cs, err := r.Checkpoints(req.Context(), req.PathValue("name"))
 		if err != nil {
-			writeError(w, err)
+			WriteError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, cs)
+		WriteJSON(w, http.StatusOK, cs)
 	})
 	mux.HandleFunc("POST "+PathJobs+"/{name}/savepoint", func(w http.ResponseWriter, req *http.Request) {
 		var body SavepointRequest
-		if !readJSON(w, req, &body) {
+		if !ReadJSON(w, req, &body) {
 			return
 		}
 		res, err := r.Savepoint(req.Context(), req.PathValue("name"), body.Dir)
 		if err != nil {
-			writeError(w, err)
+			WriteError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, res)
+		WriteJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("POST "+PathJobs+"/{name}/stop", func(w http.ResponseWriter, req *http.Request) {
 		var body StopRequest
-		if !readJSON(w, req, &body) {
+		if !ReadJSON(w, req, &body) {
 			return
 		}
 		res, err := r.Stop(req.Context(), req.PathValue("name"), body.Drain, body.Dir)
 		if err != nil {
-			writeError(w, err)
+			WriteError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, res)
+		WriteJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("POST "+PathJobs+"/{name}/cancel", func(w http.ResponseWriter, req *http.Request) {
 		name := req.PathValue("name")
 		if err := r.Cancel(req.Context(), name); err != nil {
-			writeError(w, err)
+			WriteError(w, err)
 			return
 		}
 		s, _ := r.Status(name)
-		writeJSON(w, http.StatusOK, s)
+		WriteJSON(w, http.StatusOK, s)
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), r.Collector())
@@ -147,18 +147,21 @@ func (r *Runner) Handler() http.Handler {
 	return mux
 }
 
-// readJSON decodes the request body into v; an empty body leaves v as it is.
-func readJSON(w http.ResponseWriter, req *http.Request, v any) bool {
+// ReadJSON decodes the request body into v (unknown fields are an error);
+// an empty body leaves v as it is. On error it answers 400 and returns
+// false. A cluster node's API reads with it too.
+func ReadJSON(w http.ResponseWriter, req *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		writeJSON(w, http.StatusBadRequest, ErrorBody{Error: fmt.Sprintf("request body: %v", err)})
+		WriteJSON(w, http.StatusBadRequest, ErrorBody{Error: fmt.Sprintf("request body: %v", err)})
 		return false
 	}
 	return true
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
+// WriteJSON answers code with v as indented JSON.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
@@ -166,7 +169,10 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-func writeError(w http.ResponseWriter, err error) {
+// WriteError answers err as an ErrorBody, with the status its kind calls
+// for: 400 ErrBadSpec, 404 ErrNotFound, 409 ErrConflict, 504 a deadline,
+// 500 otherwise.
+func WriteError(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
 	switch {
 	case errors.Is(err, ErrBadSpec):
@@ -178,7 +184,7 @@ func writeError(w http.ResponseWriter, err error) {
 	case errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusGatewayTimeout
 	}
-	writeJSON(w, code, ErrorBody{Error: err.Error()})
+	WriteJSON(w, code, ErrorBody{Error: err.Error()})
 }
 
 // Collector returns a Prometheus collector of every deployment's metrics.
