@@ -65,7 +65,8 @@ func Schedule(s *State) map[string][]string {
 
 // Waiting says why the running deployment name has no node: no up node
 // has its parallelism in free slots. It returns "" when the deployment is
-// assigned, not running, or unknown.
+// assigned, about to be (a node has room: the leader's next Schedule
+// places it), not running, or unknown.
 func (s *State) Waiting(name string) string {
 	d := s.Deployments[name]
 	if d == nil || d.Desired != Running || wholeOn(s.Assignments[name], d.Parallelism()) != "" {
@@ -88,6 +89,8 @@ func (s *State) Waiting(name string) string {
 		largest = max(largest, s.Nodes[id].Slots)
 	}
 	switch {
+	case mostFree(free, p) != "":
+		return ""
 	case len(free) == 0:
 		return fmt.Sprintf("deployment %q waits: no node is up", name)
 	case p > largest:
@@ -95,7 +98,7 @@ func (s *State) Waiting(name string) string {
 			name, p, largest)
 	case best == "":
 		return fmt.Sprintf("deployment %q waits: it runs whole on one node and needs %d free slots; every up node's slots are in use", name, p)
-	default:
+	default: // most < p
 		return fmt.Sprintf("deployment %q waits: it runs whole on one node and needs %d free slots; the most an up node has free is %d (%s)",
 			name, p, most, best)
 	}

@@ -1,0 +1,353 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluicedata/sluice/connectors/jetstream"
+	"github.com/sluicedata/sluice/connectors/jetstream/embedded"
+	"github.com/sluicedata/sluice/dataflow"
+	"github.com/sluicedata/sluice/jobs"
+	"github.com/sluicedata/sluice/jobs/runner"
+)
+
+// copyJobs registers "copy": it reads the stream IN (partitions in.0 and
+// in.1) and publishes every message as it is to out.<partition>, through
+// the exactly-once JetStream sink.
+func copyJobs() *jobs.Registry {
+	reg := jobs.NewRegistry()
+	reg.Register(jobs.Definition{
+		Name:        "copy",
+		Description: "IN to OUT, exactly once",
+		Build: func(cfg jobs.Config) (*dataflow.Job, error) {
+			job := dataflow.NewJob("copy", cfg.Job)
+			in := jetstream.Source(job, "in", jetstream.SourceConfig[string]{Conn: cfg.NATS, Stream: "IN",
+				Partitions: []string{"in.0", "in.1"}, Start: cfg.Start})
+			jetstream.Sink(in, "out", jetstream.SinkConfig[string]{Conn: cfg.NATS,
+				Subject: func(v string) string { return "out." + v[:strings.IndexByte(v, ':')] }})
+			return job, nil
+		},
+	})
+	return reg
+}
+
+// execNode is a cluster node with its executor, runner and API server:
+// what `jobrunner serve --node-id` runs.
+type execNode struct {
+	*Node
+	cfg    Config
+	exec   *Executor
+	runner *runner.Runner
+	store  *JetStreamStorage
+	srv    *http.Server
+	closed bool
+}
+
+func startExecNode(t *testing.T, id, dir, join string, slots int, natsURL string) *execNode {
+	t.Helper()
+	cfg := testConfig(id, dir, join, slots)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cfg.APIAddr = ln.Addr().String()
+	clusterAPI, jobsAPI := &lateHandler{}, &lateHandler{}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/cluster/", clusterAPI)
+	mux.Handle("/v1/nodes", clusterAPI)
+	mux.Handle("/v1/jobs", jobsAPI)
+	mux.Handle("/v1/jobs/", jobsAPI)
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(ln) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := Start(ctx, cfg)
+	require.NoError(t, err)
+	clusterAPI.set(n.Handler())
+	en := &execNode{Node: n, cfg: cfg, srv: srv, store: NewJetStreamStorage(jetstream.ConnConfig{URL: natsURL})}
+	en.runner = runner.New(runner.Options{Registry: copyJobs(), Logger: cfg.Logger,
+		Defaults: jobs.Config{NATS: jetstream.ConnConfig{URL: natsURL}, Output: io.Discard}})
+	en.exec, err = StartExecutor(n, ExecutorConfig{Runtime: en.runner, Storage: en.store.Open, RetryInterval: 100 * time.Millisecond})
+	require.NoError(t, err)
+	jobsAPI.set(en.exec.JobsHandler())
+	t.Cleanup(func() { en.kill(t) })
+	return en
+}
+
+// kill stops the node as a crash would, for the others: its jobs end
+// without a savepoint, its API and raft stop answering.
+func (en *execNode) kill(t *testing.T) {
+	t.Helper()
+	if en.closed {
+		return
+	}
+	en.closed = true
+	en.exec.Close()
+	en.runner.Close()
+	_ = en.srv.Close()
+	require.NoError(t, en.Node.Close())
+	en.store.Close()
+}
+
+// startExecCluster starts len(slots) nodes, n1 first (it leads), with
+// slots[i] slots each, and waits until all are up.
+func startExecCluster(t *testing.T, natsURL string, slots ...int) []*execNode {
+	t.Helper()
+	base := t.TempDir()
+	var nodes []*execNode
+	for i, k := range slots {
+		id := fmt.Sprintf("n%d", i+1)
+		join := ""
+		if i > 0 {
+			join = nodes[0].cfg.APIAddr
+		}
+		nodes = append(nodes, startExecNode(t, id, filepath.Join(base, id), join, k, natsURL))
+	}
+	for _, en := range nodes {
+		waitFor(t, en.Node, "all members up", func(s *State) bool { return upCount(s) == len(slots) })
+	}
+	return nodes
+}
+
+// natsFixture is an embedded NATS server with the streams IN and OUT.
+type natsFixture struct {
+	t   *testing.T
+	srv *embedded.Server
+	nc  *nats.Conn
+	js  njs.JetStream
+	// published counts what was published to each partition.
+	published [2]int
+}
+
+func startNATS(t *testing.T) *natsFixture {
+	t.Helper()
+	srv, err := embedded.Start(embedded.Config{Dir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.URL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+	ctx := ctxT(t)
+	for name, subj := range map[string]string{"IN": "in.>", "OUT": "out.>"} {
+		_, err := js.CreateStream(ctx, njs.StreamConfig{Name: name, Subjects: []string{subj}, Duplicates: 10 * time.Minute})
+		require.NoError(t, err)
+	}
+	return &natsFixture{t: t, srv: srv, nc: nc, js: js}
+}
+
+// publish publishes n more records to each partition: "p:seq".
+func (f *natsFixture) publish(n int) {
+	f.t.Helper()
+	ctx := ctxT(f.t)
+	for p := range f.published {
+		for range n {
+			_, err := f.js.Publish(ctx, fmt.Sprintf("in.%d", p), fmt.Appendf(nil, "%d:%d", p, f.published[p]))
+			require.NoError(f.t, err)
+			f.published[p]++
+		}
+	}
+}
+
+func (f *natsFixture) outCount() int {
+	f.t.Helper()
+	s, err := f.js.Stream(ctxT(f.t), "OUT")
+	require.NoError(f.t, err)
+	info, err := s.Info(ctxT(f.t))
+	require.NoError(f.t, err)
+	return int(info.State.Msgs)
+}
+
+// checkExactlyOnce checks that OUT holds every published record once.
+func (f *natsFixture) checkExactlyOnce() {
+	f.t.Helper()
+	s, err := f.js.Stream(ctxT(f.t), "OUT")
+	require.NoError(f.t, err)
+	seen := map[string]int{}
+	total := f.outCount()
+	for seq := uint64(1); seq <= uint64(total); seq++ {
+		m, err := s.GetMsg(ctxT(f.t), seq)
+		require.NoError(f.t, err)
+		seen[string(m.Data)]++
+	}
+	var lost, twice []string
+	for p, n := range f.published {
+		for i := range n {
+			k := fmt.Sprintf("%d:%d", p, i)
+			switch seen[k] {
+			case 0:
+				lost = append(lost, k)
+			case 1:
+			default:
+				twice = append(twice, k)
+			}
+		}
+	}
+	require.Empty(f.t, lost, "lost")
+	require.Empty(f.t, twice, "written more than once")
+	require.Equal(f.t, f.published[0]+f.published[1], total)
+}
+
+// api calls a node's REST API and decodes the answer into out.
+func api(t *testing.T, en *execNode, method, path string, body, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		require.NoError(t, err)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://"+en.cfg.APIAddr+path, rd)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	if out != nil {
+		require.NoError(t, json.Unmarshal(b, out), "%s", b)
+	}
+	return resp.StatusCode
+}
+
+// failover deploys "copy" at parallelism 2 through via, lets it
+// checkpoint, kills the node running it (which must be victim), and
+// checks that another node restores it and that OUT ends with every
+// record once.
+func failover(t *testing.T, f *natsFixture, nodes []*execNode, via *execNode, victim string) {
+	const half = 500
+	f.publish(half)
+	var st runner.Status
+	require.Equal(t, http.StatusCreated, api(t, via, "POST", "/v1/jobs",
+		runner.Spec{Job: "copy", Name: "cp", Parallelism: 2, CheckpointInterval: "50ms"}, &st), "%+v", st)
+	require.Equal(t, victim, st.Node)
+	var dead *execNode
+	var rest []*execNode
+	for _, en := range nodes {
+		if en.ID() == victim {
+			dead = en
+		} else {
+			rest = append(rest, en)
+		}
+	}
+	// Some output committed, and checkpoints recorded in the State.
+	require.Eventually(t, func() bool {
+		var st runner.Status
+		return api(t, rest[0], "GET", "/v1/jobs/cp", nil, &st) == http.StatusOK && st.State == runner.StateRunning &&
+			st.Node == victim && st.CheckpointsCompleted >= 2
+	}, 30*time.Second, 10*time.Millisecond)
+	s := waitFor(t, rest[0].Node, "a checkpoint recorded", func(s *State) bool { return s.Checkpoints["cp"].ID >= 2 })
+	before := s.Checkpoints["cp"]
+	require.Equal(t, "object store bucket "+BucketName(s.ClusterID, "cp")+" on "+f.srv.URL(), before.Location)
+	require.Eventually(t, func() bool { return f.outCount() > 0 }, 30*time.Second, 10*time.Millisecond)
+
+	dead.kill(t)
+	f.publish(half)
+	// The leader (maybe a new one) moves it whole to a node with room,
+	// which restores it from the checkpoint and reads on.
+	s = waitFor(t, rest[0].Node, "cp moved off the dead node", func(s *State) bool {
+		a := assignedTo(s, "cp")
+		return !s.Nodes[victim].Up && a != "" && a != victim
+	})
+	heir := assignedTo(s, "cp")
+	require.Eventually(t, func() bool { return f.outCount() >= 4*half }, 60*time.Second, 10*time.Millisecond)
+	for _, en := range rest {
+		require.Equal(t, http.StatusOK, api(t, en, "GET", "/v1/jobs/cp", nil, &st))
+		require.Equal(t, heir, st.Node)
+		require.Equal(t, runner.StateRunning, st.State, st.Error)
+	}
+	// Two more checkpoints complete on the new node: whatever the old one
+	// left prepared is committed by now, once.
+	after := waitFor(t, rest[0].Node, "checkpoints on the new node", func(s *State) bool {
+		return s.Checkpoints["cp"].ID >= before.ID+2
+	}).Checkpoints["cp"]
+	require.Greater(t, after.ID, before.ID, "the checkpoint recorded never goes back")
+	waitFor(t, rest[0].Node, "two checkpoints more", func(s *State) bool { return s.Checkpoints["cp"].ID >= after.ID+2 })
+	f.checkExactlyOnce()
+
+	// Canceled through any node, it ends where it runs.
+	require.Equal(t, http.StatusOK, api(t, rest[0], "POST", "/v1/jobs/cp/cancel", nil, &st))
+	require.Equal(t, runner.StateCanceled, st.State)
+	for _, en := range rest {
+		if en.ID() == heir {
+			require.Eventually(t, func() bool {
+				d, err := en.runner.Get("cp")
+				return err == nil && d.State() == runner.StateCanceled
+			}, 30*time.Second, 10*time.Millisecond)
+		}
+	}
+}
+
+func TestAJobOutlivesItsNode(t *testing.T) {
+	f := startNATS(t)
+	// n2 and n3 have the most room: cp goes to n2, a follower (n1 leads).
+	nodes := startExecCluster(t, f.srv.URL(), 1, 2, 2)
+	failover(t, f, nodes, nodes[0], "n2")
+}
+
+func TestTheLeaderDiesAndTheJobMovesToAnotherNode(t *testing.T) {
+	f := startNATS(t)
+	// cp goes to n1, the leader; the deploy goes through n3.
+	nodes := startExecCluster(t, f.srv.URL(), 2, 2, 1)
+	require.True(t, nodes[0].IsLeader())
+	failover(t, f, nodes, nodes[2], "n1")
+	require.NotEqual(t, "n1", nodes[1].Leader())
+}
+
+func TestADeploymentThatFitsNoNodeWaitsAndSaysWhy(t *testing.T) {
+	f := startNATS(t)
+	nodes := startExecCluster(t, f.srv.URL(), 2, 2)
+	var st runner.Status
+	require.Equal(t, http.StatusCreated, api(t, nodes[1], "POST", "/v1/jobs", runner.Spec{Job: "copy", Name: "wide", Parallelism: 3}, &st))
+	require.Equal(t, StateWaiting, st.State)
+	require.Equal(t, `deployment "wide" waits: it runs whole on one node and needs 3 slots; the largest up node has 2 (a job does not yet run across nodes)`, st.Waiting)
+	require.Empty(t, st.Node)
+	var eb runner.ErrorBody
+	require.Equal(t, http.StatusConflict, api(t, nodes[1], "POST", "/v1/jobs", runner.Spec{Job: "copy", Name: "huge", Parallelism: 5}, &eb))
+	require.Equal(t, `cluster: not enough slots: deployment "huge" has parallelism 5, the cluster's up nodes have 4 slots`, eb.Error)
+	require.Equal(t, http.StatusConflict, api(t, nodes[0], "POST", "/v1/jobs", runner.Spec{Job: "copy", Name: "wide"}, &eb))
+	require.Contains(t, eb.Error, `deployment "wide" is running on the cluster`)
+	require.Equal(t, http.StatusBadRequest, api(t, nodes[0], "POST", "/v1/jobs", runner.Spec{Job: "nope"}, &eb))
+	require.Contains(t, eb.Error, `"nope"`)
+	require.Equal(t, http.StatusBadRequest, api(t, nodes[0], "POST", "/v1/jobs", runner.Spec{Job: "copy", Name: "d", CheckpointDir: t.TempDir()}, &eb))
+	require.Contains(t, eb.Error, "keeps its checkpoints in the cluster's shared storage")
+	require.Equal(t, http.StatusNotFound, api(t, nodes[0], "GET", "/v1/jobs/ghost", nil, &eb))
+	require.Equal(t, `runner: no such deployment "ghost" (deployments: wide)`, eb.Error)
+	var list []runner.Status
+	require.Equal(t, http.StatusOK, api(t, nodes[0], "GET", "/v1/jobs", nil, &list))
+	require.Len(t, list, 1)
+	require.Equal(t, StateWaiting, list[0].State)
+	for _, en := range nodes {
+		_, err := en.runner.Get("wide")
+		require.ErrorIs(t, err, runner.ErrNotFound, "nothing started on %s", en.ID())
+	}
+}
+
+func TestAnUnreachableJetStreamServerIsNamed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	url := "nats://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+	nodes := startExecCluster(t, url, 1)
+	var st runner.Status
+	require.Equal(t, http.StatusCreated, api(t, nodes[0], "POST", "/v1/jobs", runner.Spec{Job: "copy", Name: "cp"}, &st))
+	require.Eventually(t, func() bool {
+		api(t, nodes[0], "GET", "/v1/jobs/cp", nil, &st)
+		return st.Error != ""
+	}, 30*time.Second, 10*time.Millisecond)
+	require.Equal(t, StateStarting, st.State)
+	require.Equal(t, "n1", st.Node)
+	require.True(t, strings.HasPrefix(st.Error, `deployment "cp": checkpoint storage: jetstream: cannot connect to `+url+": "), st.Error)
+}

@@ -1,0 +1,243 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sluicedata/sluice/jobs/runner"
+)
+
+// States of a cluster deployment that runs on no node, in runner.Status
+// (the others are the runner's, from the node that runs it).
+const (
+	// StateWaiting: no up node has room for it (Status.Waiting says why).
+	StateWaiting = "WAITING"
+	// StateStarting: assigned to a node that has not started it yet (or
+	// whose start failed: Status.Error says why, and it is tried again).
+	StateStarting = "STARTING"
+)
+
+// forwardedHeader marks a status request one node forwarded to another,
+// which answers it from what it knows without forwarding it again.
+const forwardedHeader = "X-Sluice-Forwarded"
+
+// JobsHandler serves the jobs part of the REST API (runner.PathJobs) for
+// the whole cluster, on any node:
+//
+//	GET  /v1/jobs                  every deployment's status
+//	POST /v1/jobs                  deploy a runner.Spec on the cluster; 201 with its status
+//	GET  /v1/jobs/{name}           a deployment's status
+//	POST /v1/jobs/{name}/cancel    set it to Stopped; it is canceled where it runs
+//
+// A status comes from the node the deployment is assigned to (the request
+// is forwarded to it), with Status.Node naming it; a deployment on no node
+// is WAITING (Status.Waiting says why) and one that was canceled
+// CANCELED. A deploy is checked (runner.Runtime.Check) and refused (409)
+// while a deployment of that name should run; its checkpoints go to the
+// cluster's storage, so a spec naming a checkpoint directory is refused.
+// The other verbs of a runner (stop and savepoint, checkpoints) are not
+// served on a cluster yet: they answer 400 and say so.
+func (e *Executor) JobsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+runner.PathJobs, func(w http.ResponseWriter, r *http.Request) {
+		s := e.node.State()
+		names := make([]string, 0, len(s.Deployments))
+		for name := range s.Deployments {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		out := make([]runner.Status, 0, len(names))
+		for _, name := range names {
+			if st, err := e.status(r.Context(), name); err == nil {
+				out = append(out, st)
+			}
+		}
+		runner.WriteJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST "+runner.PathJobs, func(w http.ResponseWriter, r *http.Request) {
+		var spec runner.Spec
+		if !runner.ReadJSON(w, r, &spec) {
+			return
+		}
+		st, err := e.deploy(r.Context(), spec)
+		if err != nil {
+			writeJobsError(w, err)
+			return
+		}
+		runner.WriteJSON(w, http.StatusCreated, st)
+	})
+	mux.HandleFunc("GET "+runner.PathJobs+"/{name}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if r.Header.Get(forwardedHeader) != "" {
+			// Another node sees the deployment assigned here; this node's
+			// view may be older. Only a deployment running here is
+			// answered: otherwise the other node answers from its view.
+			if dep := e.runningHere(name); dep != nil {
+				st := dep.Status()
+				st.Node = e.node.ID()
+				runner.WriteJSON(w, http.StatusOK, st)
+				return
+			}
+			runner.WriteJSON(w, http.StatusMisdirectedRequest, runner.ErrorBody{Error: fmt.Sprintf("deployment %q does not run on node %s", name, e.node.ID())})
+			return
+		}
+		st, err := e.status(r.Context(), name)
+		if err != nil {
+			writeJobsError(w, err)
+			return
+		}
+		runner.WriteJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("POST "+runner.PathJobs+"/{name}/cancel", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		if err := e.node.Apply(ctx, &Command{Op: OpSetDesired, Name: name, Desired: Stopped}); err != nil {
+			writeJobsError(w, err)
+			return
+		}
+		st, err := e.status(ctx, name)
+		if err != nil {
+			writeJobsError(w, err)
+			return
+		}
+		runner.WriteJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("/v1/jobs/{name}/{verb}", func(w http.ResponseWriter, r *http.Request) {
+		runner.WriteJSON(w, http.StatusBadRequest, runner.ErrorBody{Error: fmt.Sprintf(
+			"%s %s: not served on a cluster node yet; 'jobrunner cancel %s' stops the deployment (its checkpoints stay in the cluster's storage, and deploying it again resumes from them)",
+			r.Method, r.URL.Path, r.PathValue("name"))})
+	})
+	return mux
+}
+
+// deploy adds spec to the cluster and returns its status once the leader
+// placed it (or said why it waits), or after a few seconds.
+func (e *Executor) deploy(ctx context.Context, spec runner.Spec) (runner.Status, error) {
+	spec, err := e.cfg.Runtime.Check(spec)
+	if err != nil {
+		return runner.Status{}, err
+	}
+	if spec.CheckpointDir != "" {
+		return runner.Status{}, fmt.Errorf("%w: checkpoint directory %s: a cluster deployment keeps its checkpoints in the cluster's shared storage", runner.ErrBadSpec, spec.CheckpointDir)
+	}
+	if d := e.node.State().Deployments[spec.Name]; d != nil && d.Desired == Running {
+		return runner.Status{}, fmt.Errorf("%w: deployment %q is running on the cluster; cancel it first, or deploy under another name", runner.ErrConflict, spec.Name)
+	}
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := e.node.Apply(actx, &Command{Op: OpDeploy, Deployment: &Deployment{Spec: spec, Desired: Running}}); err != nil {
+		return runner.Status{}, err
+	}
+	changed, unwatch := e.node.Watch()
+	defer unwatch()
+	wait := time.NewTimer(5 * time.Second)
+	defer wait.Stop()
+	for done := false; !done; {
+		if s := e.node.State(); assignedTo(s, spec.Name) != "" || s.Waiting(spec.Name) != "" {
+			break
+		}
+		select {
+		case <-changed:
+		case <-wait.C:
+			done = true // not placed yet: the status says so
+		case <-ctx.Done():
+			done = true
+		}
+	}
+	return e.status(ctx, spec.Name)
+}
+
+// status returns deployment name's status: from the local runtime if it
+// runs here, else from the node it is assigned to.
+func (e *Executor) status(ctx context.Context, name string) (runner.Status, error) {
+	s := e.node.State()
+	d := s.Deployments[name]
+	if d == nil {
+		names := make([]string, 0, len(s.Deployments))
+		for n := range s.Deployments {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return runner.Status{}, fmt.Errorf("%w %q (deployments: %s)", runner.ErrNotFound, name, strings.Join(names, ", "))
+	}
+	st := runner.Status{Name: name, Job: d.Spec.Job, Spec: d.Spec}
+	node := assignedTo(s, name)
+	st.Node = node
+	switch {
+	case d.Desired != Running:
+		st.State = runner.StateCanceled
+	case node == "":
+		st.State, st.Waiting = StateWaiting, s.Waiting(name)
+	case node == e.node.ID():
+		dep, err := e.localStatus(name, d.Generation)
+		if dep != nil {
+			st = dep.Status()
+			st.Node = node
+			return st, nil
+		}
+		st.State = StateStarting
+		if err != nil {
+			st.Error = err.Error()
+		}
+	default:
+		fwd, ok, err := e.forwardStatus(ctx, s.Nodes[node], name)
+		if ok {
+			return fwd, nil
+		}
+		st.State = StateStarting
+		if err != nil {
+			st.Error = err.Error()
+		}
+	}
+	return st, nil
+}
+
+// forwardStatus asks node m for deployment name's status. ok is false
+// when m does not run it (yet); err says why m did not answer.
+func (e *Executor) forwardStatus(ctx context.Context, m *Member, name string) (st runner.Status, ok bool, err error) {
+	if m == nil || m.APIAddr == "" {
+		return st, false, errors.New("its node has not registered an API address")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.APIAddr+runner.PathJobs+"/"+url.PathEscape(name), nil)
+	if err != nil {
+		return st, false, err
+	}
+	req.Header.Set(forwardedHeader, e.node.ID())
+	resp, err := e.node.http.Do(req)
+	if err != nil {
+		return st, false, fmt.Errorf("node %s at %s: %w", m.ID, m.APIAddr, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusMisdirectedRequest:
+		return st, false, nil
+	case resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil:
+		return st, false, fmt.Errorf("node %s at %s: status: HTTP %d", m.ID, m.APIAddr, resp.StatusCode)
+	}
+	return st, true, nil
+}
+
+// writeJobsError answers err as the runner does, and the cluster's own
+// errors with their status.
+func writeJobsError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrNoDeployment):
+		runner.WriteJSON(w, http.StatusNotFound, runner.ErrorBody{Error: err.Error()})
+	case errors.Is(err, ErrNotEnoughSlots):
+		runner.WriteJSON(w, http.StatusConflict, runner.ErrorBody{Error: err.Error()})
+	case errors.Is(err, ErrNoLeader):
+		runner.WriteJSON(w, http.StatusServiceUnavailable, runner.ErrorBody{Error: err.Error()})
+	default:
+		runner.WriteError(w, err)
+	}
+}
