@@ -103,6 +103,7 @@ func (e *Executor) JobsHandler() http.Handler {
 			writeJobsError(w, err)
 			return
 		}
+		e.await(ctx, func(s *State) bool { d := s.Deployments[name]; return d == nil || d.Desired == Stopped })
 		st, err := e.status(ctx, name)
 		if err != nil {
 			writeJobsError(w, err)
@@ -136,23 +137,27 @@ func (e *Executor) deploy(ctx context.Context, spec runner.Spec) (runner.Status,
 	if err := e.node.Apply(actx, &Command{Op: OpDeploy, Deployment: &Deployment{Spec: spec, Desired: Running}}); err != nil {
 		return runner.Status{}, err
 	}
+	e.await(ctx, func(s *State) bool { return assignedTo(s, spec.Name) != "" || s.Waiting(spec.Name) != "" })
+	return e.status(ctx, spec.Name)
+}
+
+// await waits until cond holds on the node's State (a command applied on
+// the leader reaches this node a little later), for a few seconds at
+// most: then the State is as it is.
+func (e *Executor) await(ctx context.Context, cond func(*State) bool) {
 	changed, unwatch := e.node.Watch()
 	defer unwatch()
 	wait := time.NewTimer(5 * time.Second)
 	defer wait.Stop()
-	for done := false; !done; {
-		if s := e.node.State(); assignedTo(s, spec.Name) != "" || s.Waiting(spec.Name) != "" {
-			break
-		}
+	for !cond(e.node.State()) {
 		select {
 		case <-changed:
 		case <-wait.C:
-			done = true // not placed yet: the status says so
+			return
 		case <-ctx.Done():
-			done = true
+			return
 		}
 	}
-	return e.status(ctx, spec.Name)
 }
 
 // status returns deployment name's status: from the local runtime if it

@@ -592,6 +592,9 @@ func (n *Node) shutdownRaft() error {
 
 func (n *Node) closeStores() {
 	if n.trans != nil {
+		// Close the connections this node dialed too (Close stops only
+		// the listener): the handlers reading them on other nodes end.
+		n.trans.CloseStreams()
 		_ = n.trans.Close()
 	}
 	if n.store != nil {
