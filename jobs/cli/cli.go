@@ -62,7 +62,9 @@ serve:
   --http ADDR              listen address (default 127.0.0.1:8081)
   --checkpoint-dir DIR     where deployments keep checkpoints
   --savepoint-dir DIR      where savepoints go (default CHECKPOINT-DIR/savepoints)
-  --node-id ID             be a node of a cluster (raft); needs --raft-addr and --data-dir
+  --node-id ID             be a node of a cluster (raft); needs --raft-addr and --data-dir;
+                           it runs what the cluster assigns it, with checkpoints in the
+                           JetStream object store of --nats
   --raft-addr ADDR         the node's raft address (host:port other nodes dial)
   --data-dir DIR           the node's raft log, snapshots and cluster id (one node at a time)
   --join ADDR              the REST API address of a member to join (none: a new cluster)

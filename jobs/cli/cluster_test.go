@@ -20,6 +20,7 @@ import (
 	"github.com/sluicedata/sluice/jobs"
 	"github.com/sluicedata/sluice/jobs/cli"
 	"github.com/sluicedata/sluice/jobs/cluster"
+	"github.com/sluicedata/sluice/jobs/runner"
 )
 
 func TestServeNodesFormAClusterAndNodesListsThem(t *testing.T) {
@@ -56,6 +57,7 @@ func TestServeRefusesHalfAClusterConfig(t *testing.T) {
 		{"serve", "--node-id", "a", "--raft-addr", "127.0.0.1:0"},
 		{"serve", "--node-id", "a", "--data-dir", t.TempDir()},
 		{"serve", "--node-id", "a", "--raft-addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--slots", "0"},
+		{"serve", "--node-id", "a", "--raft-addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--checkpoint-dir", t.TempDir()},
 	} {
 		code, _, errOut := run(args...)
 		require.Equal(t, cli.ExitUsage, code, "%v: %s", args, errOut)
@@ -164,4 +166,95 @@ func TestServeRefusesToJoinAnotherCluster(t *testing.T) {
 	require.Equal(t, cli.ExitFailed, code, errOut)
 	require.Equal(t, fmt.Sprintf(`jobrunner serve: cluster: node of another cluster: node "m" has cluster id %s in its data directory, `+
 		`this cluster's id is %s (joining through %s)`, idM, idA, join), lastLine(errOut))
+}
+
+// statusOf is `jobrunner status NAME --json` on url.
+func statusOf(t *testing.T, url, name string) runner.Status {
+	t.Helper()
+	code, out, errOut := run("status", name, "--runner", url, "--json")
+	require.Equal(t, cli.ExitOK, code, errOut)
+	var st runner.Status
+	require.NoError(t, json.Unmarshal([]byte(out), &st), out)
+	return st
+}
+
+// Three serve nodes and a NATS server: a deployment through one node runs
+// on the node the cluster picks, any node tells its status, and when that
+// node stops another resumes it from its checkpoints.
+func TestDeployOnAClusterRunsOnANodeAndMovesWhenItStops(t *testing.T) {
+	srv := publish(t, 20000)
+	dir := t.TempDir()
+	urls := map[string]string{}
+	stops := map[string]func(){}
+	for i, id := range []string{"a", "b", "c"} {
+		args := []string{"--node-id", id, "--raft-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, id),
+			"--slots", "2", "--nats", srv.URL()}
+		if i > 0 {
+			args = append(args, "--join", strings.TrimPrefix(urls["a"], "http://"))
+		}
+		urls[id], stops[id] = serveStoppable(t, args...)
+	}
+	require.Eventually(t, func() bool {
+		code, out, _ := run("nodes", "--runner", urls["c"])
+		return code == cli.ExitOK && strings.Count(out, " up ") == 3
+	}, 20*time.Second, 20*time.Millisecond)
+
+	code, out, errOut := run("deploy", "clickstream", "--runner", urls["b"], "--name", "cs", "--output", filepath.Join(dir, "out"),
+		"--checkpoint-interval", "50ms", "--parallelism", "2")
+	require.Equal(t, cli.ExitOK, code, errOut)
+	require.Regexp(t, `node:\s+a\n`, out, "a, b and c have 2 free slots each: the lowest id")
+	require.Eventually(t, func() bool {
+		st := statusOf(t, urls["c"], "cs")
+		return st.State == runner.StateRunning && st.Node == "a" && st.CheckpointsCompleted > 0 && st.RecordsIn > 0
+	}, 30*time.Second, 20*time.Millisecond)
+	code, out, errOut = run("list", "--runner", urls["b"])
+	require.Equal(t, cli.ExitOK, code, errOut)
+	require.Regexp(t, `\ncs\s+clickstream\s+RUNNING\s`, out)
+	code, out, _ = run("nodes", "--runner", urls["b"])
+	require.Regexp(t, `\na\s+up\s+\*\s+2\s+2\s`, out, "a runs both subtasks")
+
+	// a (the leader) stops: b or c takes the deployment over and resumes it.
+	stops["a"]()
+	var st runner.Status
+	require.Eventually(t, func() bool {
+		st = statusOf(t, urls["c"], "cs")
+		return st.State == runner.StateRunning && st.Node != "a" && st.CheckpointsCompleted > 0
+	}, 60*time.Second, 20*time.Millisecond, "%+v", st)
+	code, out, errOut = run("status", "cs", "--runner", urls["b"])
+	require.Equal(t, cli.ExitOK, code, errOut)
+	require.Regexp(t, `node:\s+`+st.Node+`\n`, out)
+
+	// Canceled through either node, it ends; its checkpoints stay.
+	code, out, errOut = run("cancel", "cs", "--runner", urls["b"])
+	require.Equal(t, cli.ExitOK, code, errOut)
+	require.Contains(t, out, "CANCELED")
+	code, _, errOut = run("stop", "cs", "--runner", urls["c"])
+	require.Equal(t, cli.ExitFailed, code)
+	require.Contains(t, errOut, "not served on a cluster node yet")
+}
+
+func TestDeployOnAClusterThatHasNoNodeWithRoomSaysWhy(t *testing.T) {
+	dir := t.TempDir()
+	url := serveRunner(t, "--node-id", "a", "--raft-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "a"), "--slots", "2",
+		"--nats", "nats://127.0.0.1:1")
+	require.Eventually(t, func() bool {
+		code, out, _ := run("nodes", "--runner", url)
+		return code == cli.ExitOK && strings.Count(out, " up ") == 1
+	}, 20*time.Second, 20*time.Millisecond)
+	code, _, errOut := run("deploy", "clickstream", "--runner", url, "--parallelism", "3")
+	require.Equal(t, cli.ExitFailed, code)
+	require.Equal(t, `jobrunner deploy: cluster: not enough slots: deployment "clickstream" has parallelism 3, the cluster's up nodes have 2 slots (HTTP 409)`,
+		lastLine(errOut))
+	// It fits the node, but the NATS server of the checkpoints is not
+	// there: the status names it.
+	code, out, errOut := run("deploy", "clickstream", "--runner", url, "--parallelism", "2")
+	require.Equal(t, cli.ExitOK, code, errOut)
+	require.Contains(t, out, "node:             a")
+	require.Eventually(t, func() bool {
+		return strings.Contains(statusOf(t, url, "clickstream").Error, "cannot connect to nats://127.0.0.1:1")
+	}, 20*time.Second, 20*time.Millisecond)
+	code, out, _ = run("status", "clickstream", "--runner", url)
+	require.Equal(t, cli.ExitOK, code)
+	require.Regexp(t, `state:\s+STARTING\n`, out)
+	require.Regexp(t, `error:\s+deployment "clickstream": checkpoint storage: jetstream: cannot connect to nats://127.0.0.1:1: `, out)
 }

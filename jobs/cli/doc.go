@@ -24,6 +24,14 @@
 // `checkpoints` talk to it over that API (--runner URL, default
 // $SLUICE_RUNNER or http://127.0.0.1:8081).
 //
+// `serve --node-id ID --raft-addr ADDR --data-dir DIR [--join ADDR]` runs
+// a node of a cluster (package cluster): `deploy` to any node puts the
+// deployment on the cluster, which runs it whole on one node and moves it
+// to another, resumed from its latest checkpoint in the JetStream object
+// store of --nats, when that node dies; `list`, `status` and `cancel` on
+// any node answer for the whole cluster, and `nodes` lists the members.
+// `stop`, `savepoint` and `checkpoints` are not served on a cluster yet.
+//
 // Errors are one line on stderr and a non-zero exit code: 2 for bad usage
 // (an unknown job, verb or flag, a bad flag value), 1 for a failure (a
 // failed job, an unreachable runner or server, a missing savepoint, a busy

@@ -294,6 +294,12 @@ func printStatus(w io.Writer, raw json.RawMessage, asJSON bool) error {
 	fmt.Fprintf(tw, "name:\t%s\n", s.Name)
 	fmt.Fprintf(tw, "job:\t%s\n", s.Job)
 	fmt.Fprintf(tw, "state:\t%s\n", s.State)
+	if s.Node != "" {
+		fmt.Fprintf(tw, "node:\t%s\n", s.Node)
+	}
+	if s.Waiting != "" {
+		fmt.Fprintf(tw, "waiting:\t%s\n", s.Waiting)
+	}
 	fmt.Fprintf(tw, "uptime:\t%s\n", secs(s.Uptime))
 	fmt.Fprintf(tw, "records read:\t%d\n", s.RecordsIn)
 	fmt.Fprintf(tw, "records/s:\t%.0f\n", s.RecordsPerSecond)

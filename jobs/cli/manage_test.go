@@ -39,16 +39,27 @@ var listening = regexp.MustCompile(`REST API and /metrics on (http://\S+)`)
 
 // serveRunner starts `jobrunner serve` on a random port and returns its URL.
 func serveRunner(t *testing.T, args ...string) string {
+	url, _ := serveStoppable(t, args...)
+	return url
+}
+
+// serveStoppable is serveRunner with a function that stops the runner
+// (canceling its jobs) and waits until serve returned.
+func serveStoppable(t *testing.T, args ...string) (string, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.Main(ctx, jobs.Default, append([]string{"serve", "--http", "127.0.0.1:0"}, args...), &out, &errb)
 	}()
-	t.Cleanup(func() {
-		cancel()
-		require.Equal(t, cli.ExitOK, <-done, errb.String())
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			require.Equal(t, cli.ExitOK, <-done, errb.String())
+		})
+	}
+	t.Cleanup(stop)
 	var url string
 	require.Eventually(t, func() bool {
 		m := listening.FindStringSubmatch(errb.String())
@@ -57,7 +68,7 @@ func serveRunner(t *testing.T, args ...string) string {
 		}
 		return m != nil
 	}, 10*time.Second, 5*time.Millisecond, "serve did not start: %s", errb.String())
-	return url
+	return url, stop
 }
 
 func TestManageAJobThroughARunner(t *testing.T) {

@@ -48,6 +48,8 @@ func serve(ctx context.Context, reg *jobs.Registry, args []string, stderr io.Wri
 		return usageError{fmt.Errorf("--join-timeout %s: want more than 0", cc.JoinTimeout)}
 	case clustered && (cc.RaftAddr == "" || cc.DataDir == ""):
 		return usageError{errors.New("--node-id needs --raft-addr ADDR and --data-dir DIR")}
+	case clustered && *ckDir != "":
+		return usageError{errors.New("--checkpoint-dir: a cluster node keeps checkpoints in the JetStream object store of --nats, which every node reaches")}
 	case cc.Slots < 1:
 		return usageError{fmt.Errorf("--slots %d: want at least 1", cc.Slots)}
 	}
@@ -80,10 +82,15 @@ func serve(ctx context.Context, reg *jobs.Registry, args []string, stderr io.Wri
 	if err != nil {
 		return fmt.Errorf("--http %s: %w", *addr, err)
 	}
-	var clusterAPI lateHandler
+	// The jobs API is the cluster's: a deploy goes to the cluster, which
+	// assigns it to a node, and a status comes from the node that runs it.
+	// The runner's other paths (metrics, registry) stay this node's.
+	var clusterAPI, jobsAPI lateHandler
 	mux := http.NewServeMux()
 	mux.Handle("/v1/cluster/", &clusterAPI)
 	mux.Handle("/v1/nodes", &clusterAPI)
+	mux.Handle(runner.PathJobs, &jobsAPI)
+	mux.Handle(runner.PathJobs+"/", &jobsAPI)
 	mux.Handle("/", r.Handler())
 	stop := serveOn(ctx, ln, mux, stderr)
 	defer stop()
@@ -95,7 +102,18 @@ func serve(ctx context.Context, reg *jobs.Registry, args []string, stderr io.Wri
 	}
 	defer node.Close()
 	clusterAPI.h.Store(ptr(node.Handler()))
-	fmt.Fprintf(stderr, "cluster node %s: raft on %s, data in %s\n", cc.NodeID, node.RaftAddr(), cc.DataDir)
+	// The node runs the deployments assigned to it, with their
+	// checkpoints in the JetStream object store of --nats, which every
+	// node reaches.
+	store := cluster.NewJetStreamStorage(def.NATS)
+	defer store.Close()
+	exec, err := cluster.StartExecutor(node, cluster.ExecutorConfig{Runtime: r, Storage: store.Open, Logger: cc.Logger})
+	if err != nil {
+		return err
+	}
+	defer exec.Close()
+	jobsAPI.h.Store(ptr(exec.JobsHandler()))
+	fmt.Fprintf(stderr, "cluster node %s: raft on %s, data in %s, checkpoints on %s\n", cc.NodeID, node.RaftAddr(), cc.DataDir, def.NATS.URL)
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "runner shutting down: canceling running jobs (their checkpoints stay)")
 	return nil
