@@ -154,7 +154,7 @@ func step(t testing.TB, rng *rand.Rand, b state.Backend, h handles, m model, key
 	setKey(b, key)
 	km := m.key(key)
 	x := rng.Int64N(1000)
-	switch rng.IntN(12) {
+	switch rng.IntN(13) {
 	case 0, 1:
 		require.NoError(t, h.val.Update(x))
 		km.val = &x
@@ -202,6 +202,17 @@ func step(t testing.TB, rng *rand.Rand, b state.Backend, h handles, m model, key
 		require.NoError(t, h.red.Clear())
 		require.NoError(t, h.m.Clear())
 		km.red, km.m = nil, nil
+	case 12:
+		// Prefetch changes nothing: this key and others, some twice,
+		// some that were never written.
+		var ks []state.Key
+		for range 1 + rng.IntN(40) {
+			k := fmt.Sprintf("key-%04d", rng.IntN(400))
+			ks = append(ks, state.Key{Group: kgOf(k), Enc: []byte(k)})
+		}
+		ks = append(ks, state.Key{Group: kgOf(key), Enc: []byte(key)})
+		h.val.Prefetch(ks)
+		setKey(b, key)
 	}
 }
 

@@ -140,6 +140,10 @@ type table[S any] struct {
 	cur     *entry[S]
 	bname   []byte // badger: encoded state name
 	deep    bool   // ops.refs(): reads that hand out the value own the entry first
+	// badger: Prefetch's buffers
+	pfReads   []prefetchRead
+	pfSeen    map[string]struct{}
+	pfReaders []*prefetchReader
 }
 
 func (t *table[S]) meta() *tableMeta { return &t.tableMeta }
