@@ -100,6 +100,9 @@ type KeyPrefetcher[K comparable] interface {
 // operator reads its state. A timer firing now is not pending.
 type EventTimerProbe interface {
 	HasEventTimer() (has, known bool)
+	// HasEventTimerOf is HasEventTimer for the key of encoding enc
+	// (keygroup.EncoderFor), which need not be current.
+	HasEventTimerOf(enc []byte) (has, known bool)
 }
 
 // maxProbeTimes is the number of distinct pending times up to which
@@ -108,6 +111,15 @@ const maxProbeTimes = 8
 
 // HasEventTimer implements EventTimerProbe.
 func (s *keyedTimers[K]) HasEventTimer() (has, known bool) {
+	if q := &s.event; q.n == 0 || len(q.byTime)+len(q.firing) > maxProbeTimes {
+		return false, q.n == 0
+	}
+	_, enc := s.resolveKey()
+	return s.HasEventTimerOf(enc)
+}
+
+// HasEventTimerOf implements EventTimerProbe.
+func (s *keyedTimers[K]) HasEventTimerOf(enc []byte) (has, known bool) {
 	q := &s.event
 	if q.n == 0 {
 		return false, true
@@ -115,7 +127,6 @@ func (s *keyedTimers[K]) HasEventTimer() (has, known bool) {
 	if len(q.byTime)+len(q.firing) > maxProbeTimes {
 		return false, false
 	}
-	_, enc := s.resolveKey()
 	for _, b := range q.byTime {
 		if b.m.has(enc) {
 			return true, true

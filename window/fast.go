@@ -48,6 +48,7 @@ type fastAgg[K comparable, In, Acc, Out any] struct {
 	// probe, in front of a store: whether a key has a timer, and so
 	// windows (see windows)
 	probe  dataflow.EventTimerProbe
+	pfKeys []K // Prefetch's
 	wins   *state.Value[[]gslot[Acc]]
 	late   dataflow.Output[In]
 	lateN  int64
@@ -209,12 +210,38 @@ func (o *fastAgg[K, In, Acc, Out]) OnTimer(key K, t dataflow.Timer) error {
 }
 
 // Prefetch loads the cache entries of the records' keys (see
-// dataflow.Prefetcher).
-func (o *fastAgg[K, In, Acc, Out]) Prefetch(vs []In) { keycache.PrefetchRecords(o.cache, o.key, vs) }
+// dataflow.Prefetcher); in front of a store, it also reads the windows of
+// those that are not cached and have a timer (those without have none)
+// from the store, from several goroutines at once (state.Value.Prefetch).
+func (o *fastAgg[K, In, Acc, Out]) Prefetch(vs []In) {
+	if o.probe == nil || o.cache == nil {
+		keycache.PrefetchRecords(o.cache, o.key, vs)
+		return
+	}
+	o.pfKeys = o.pfKeys[:0]
+	for _, v := range vs {
+		o.pfKeys = append(o.pfKeys, o.key(v))
+	}
+	o.cache.Prefetch(o.pfKeys)
+	o.wins.Prefetch(o.cache.Uncached(o.pfKeys, o.timerOf))
+	clear(o.pfKeys) // drop the references the keys hold
+}
+
+// timerOf reports whether the key of enc may have a timer, for Prefetch.
+func (o *fastAgg[K, In, Acc, Out]) timerOf(enc []byte) bool {
+	has, known := o.probe.HasEventTimerOf(enc)
+	return has || !known
+}
 
 // PrefetchKeys loads the cache entries of keys whose timers fire next (see
-// dataflow.KeyPrefetcher).
-func (o *fastAgg[K, In, Acc, Out]) PrefetchKeys(keys []K) { o.cache.Prefetch(keys) }
+// dataflow.KeyPrefetcher), and in front of a store reads the windows of
+// those that are not cached, as Prefetch does.
+func (o *fastAgg[K, In, Acc, Out]) PrefetchKeys(keys []K) {
+	o.cache.Prefetch(keys)
+	if o.probe != nil {
+		o.wins.Prefetch(o.cache.Uncached(keys, nil))
+	}
+}
 
 // windows returns the windows of key, the backend's current key (key is
 // only used with the cache). The result is valid until the next call.

@@ -82,6 +82,9 @@ type Cache[K comparable, V any] struct {
 	pf   []int32 // Prefetch's entries
 	keys []K     // PrefetchRecords's
 	sink byte    // what Prefetch read, so that the loads are not left out
+
+	unc    []state.Key // Uncached's, encoded in uncBuf
+	uncBuf []byte
 }
 
 // Growth is how much a cache may grow past the size it was made with (see
@@ -158,6 +161,33 @@ func PrefetchRecords[K comparable, V, In any](c *Cache[K, V], key func(In) K, vs
 	}
 	c.Prefetch(c.keys)
 	clear(c.keys) // drop the references the keys hold
+}
+
+// Uncached returns those of keys the cache does not hold (all of them when
+// it is off), as the backend knows them, for state.Value.Prefetch; with
+// keep, only those whose encoding it keeps. The result is valid until the
+// next call.
+func (c *Cache[K, V]) Uncached(keys []K, keep func(enc []byte) bool) []state.Key {
+	if c == nil {
+		return nil
+	}
+	c.unc, c.uncBuf = c.unc[:0], c.uncBuf[:0]
+	for _, k := range keys {
+		if c.On() {
+			if _, ok := c.idx.Get(k, c.keyAt); ok {
+				continue
+			}
+		}
+		at := len(c.uncBuf)
+		c.uncBuf = c.enc(c.uncBuf, k) // earlier encodings stay valid if it moves
+		enc := c.uncBuf[at:len(c.uncBuf):len(c.uncBuf)]
+		if keep != nil && !keep(enc) {
+			c.uncBuf = c.uncBuf[:at]
+			continue
+		}
+		c.unc = append(c.unc, state.Key{Group: keygroup.Of(enc, c.maxP), Enc: enc})
+	}
+	return c.unc
 }
 
 // minPrefetchKeys is the number of cached keys below which Prefetch does
