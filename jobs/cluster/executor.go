@@ -313,14 +313,20 @@ type recorder struct {
 
 var _ checkpoint.Prober = (*recorder)(nil)
 
-// Commit commits m and then records it. A checkpoint that the State
-// refuses because the deployment is no longer this node's
-// (ErrNotAssigned) fails, so that its sinks do not commit: another node
-// has the deployment now. A record that fails for another reason (no
+// Commit commits m and then records it. A checkpoint of a deployment
+// that is no longer this node's (ErrNotAssigned: this node's State says
+// so before the manifest is written, or the State refuses the record
+// after) fails, so that its sinks do not commit: another node has the
+// deployment now. A record that fails for another reason (no
 // leader for a while) is only logged: the manifest is committed, the
 // storage's latest is what a restore starts from, and the next
 // checkpoint's record supersedes it.
 func (r *recorder) Commit(ctx context.Context, m *checkpoint.Manifest) error {
+	// Checked before the manifest is written too, as far as this node
+	// knows: the node the deployment moved to writes to the same storage.
+	if s := r.e.node.State(); assignedTo(s, r.name) != r.e.node.ID() {
+		return fmt.Errorf("checkpoint %d of deployment %q: %w: it is assigned to %v", m.ID, r.name, ErrNotAssigned, s.Assignments[r.name])
+	}
 	if err := r.Storage.Commit(ctx, m); err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sluicedata/sluice/checkpoint"
 	"github.com/sluicedata/sluice/connectors/jetstream"
 	"github.com/sluicedata/sluice/connectors/jetstream/embedded"
 	"github.com/sluicedata/sluice/dataflow"
@@ -350,4 +351,28 @@ func TestAnUnreachableJetStreamServerIsNamed(t *testing.T) {
 	require.Equal(t, StateStarting, st.State)
 	require.Equal(t, "n1", st.Node)
 	require.True(t, strings.HasPrefix(st.Error, `deployment "cp": checkpoint storage: jetstream: cannot connect to `+url+": "), st.Error)
+}
+
+func TestOnlyTheAssignedNodeCompletesACheckpoint(t *testing.T) {
+	n := startNode(t, "n1", filepath.Join(t.TempDir(), "n1"), "", "", 1)
+	waitFor(t, n.Node, "n1 registered", registered("n1"))
+	e := &Executor{node: n.Node, log: n.log}
+	st, err := checkpoint.NewLocalStorage(t.TempDir())
+	require.NoError(t, err)
+	rec := &recorder{Storage: st, e: e, name: "d"}
+	manifest := func(id int64) *checkpoint.Manifest {
+		return &checkpoint.Manifest{Version: checkpoint.FormatVersion, Kind: checkpoint.KindCheckpoint, ID: id,
+			Job: "d", MaxParallelism: 128, Created: time.Now()}
+	}
+	// Not assigned here: the manifest is not even written.
+	err = rec.Commit(ctxT(t), manifest(1))
+	require.ErrorIs(t, err, ErrNotAssigned)
+	_, err = st.Latest(ctxT(t))
+	require.ErrorIs(t, err, checkpoint.ErrNoCheckpoint)
+
+	require.NoError(t, n.Apply(ctxT(t), deploy("d", 1)))
+	waitFor(t, n.Node, "d assigned", assigned("d", 1))
+	require.NoError(t, rec.Commit(ctxT(t), manifest(2)))
+	s := waitFor(t, n.Node, "checkpoint 2 recorded", func(s *State) bool { return s.Checkpoints["d"].ID == 2 })
+	require.Equal(t, st.Location(), s.Checkpoints["d"].Location)
 }
