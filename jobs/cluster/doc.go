@@ -1,7 +1,8 @@
 // Package cluster is the control plane of several jobrunner nodes that run
 // jobs together: a replicated State kept by hashicorp/raft (raft-boltdb for
-// the log), the leader's scheduling of subtasks onto the nodes' slots, and
-// failure detection.
+// the log), the leader's scheduling of subtasks onto the nodes' slots,
+// failure detection, and the executor that runs on each node what is
+// assigned to it.
 //
 // Each node runs a Node: Start opens its data directory and starts a new
 // cluster, joins one (Config.Join, the REST API address of any member), or
@@ -59,22 +60,61 @@
 // a deployment that fits the cluster but no single node, or not its free
 // slots, is taken, and waits (State.Waiting) for a node with room, which
 // for one larger than every node means until a node with more slots
-// joins. A node that joins adds its slots once it
-// has registered (so does the first node: until then a new cluster has no
-// slots). ErrOtherCluster, ErrIncompatibleVersion and ErrNotEnoughSlots
-// keep their kind (errors.Is) and text across the REST API, so a node that
-// forwards a command or a join returns the leader's error; their HTTP
-// status is 409 (404 for ErrNoDeployment and ErrNoNode).
+// joins. A node that joins adds its slots once it has registered (so does
+// the first node: until then a new cluster has no slots). ErrOtherCluster,
+// ErrIncompatibleVersion, ErrNotEnoughSlots and ErrNotAssigned keep their
+// kind (errors.Is) and text across the REST API, so a node that forwards a
+// command or a join returns the leader's error; their HTTP status is 409
+// (404 for ErrNoDeployment and ErrNoNode).
 //
 // Handler serves the node's REST endpoints (join, forwarded commands,
 // GET /v1/nodes and GET /v1/cluster/state); the caller mounts it on the API
 // server whose address it gave in Config.APIAddr.
 //
-// This package is the first part of running one job across nodes (issue
-// 14): the data plane between nodes and running the assigned subtasks are
-// not built yet.
+// # Running the deployments
+//
+// An Executor on each node runs, through the node's runner (Runtime), the
+// deployments assigned to that node, and cancels those that are no longer
+// (moved, stopped, removed, or deployed again with a new spec). Their
+// checkpoints go to storage that every node reaches: JetStreamStorage
+// keeps each deployment's in a JetStream object store bucket of its own
+// (BucketName). When a checkpoint completes, the node records it in the
+// State (OpCheckpoint), which takes it only from the node the deployment
+// is assigned to (ErrNotAssigned otherwise, and that checkpoint fails on
+// that node, so its sinks do not commit it).
+//
+// When a node dies, the leader marks it down after NodeTimeout and moves
+// its deployments whole to other nodes, whose executors start them from
+// the latest completed checkpoint in the storage. The storage's latest,
+// not the State's, is the one: a manifest committed just before its node
+// died may have had its output committed by two-phase sinks before the
+// node recorded it, and going back to the State's older checkpoint would
+// write that output twice. The State's checkpoint is a floor: a storage
+// whose latest is older does not start the deployment
+// (ErrCheckpointBehind). With exactly-once sinks (the JetStream sink,
+// Postgres; the file sink only where every node writes to one shared file
+// system), the output of a deployment that moved holds every record once.
+//
+// Executor.JobsHandler serves the jobs API (runner.PathJobs) for the
+// whole cluster on any node: deploy (the deployment enters the State),
+// list, status (answered by the node that runs it, with Status.Node, or
+// WAITING with Status.Waiting, or STARTING with the error of a start that
+// failed, such as a JetStream server that cannot be reached) and cancel
+// (Desired Stopped). `jobrunner serve --node-id` wires all of it.
+//
+// What does not run yet (issue 14): one job's subtasks on several nodes.
+// A deployment runs whole on one node, so it is no larger than the
+// largest node, until exchanges between nodes (internal/netexchange) are
+// part of a job's dataflow. Nor do savepoints, stop, rescaling or the
+// checkpoints verb run on a cluster. Nor is a minority fenced: a node cut
+// off from the others (a partition, not a crash) keeps running what it
+// runs, and its sinks keep committing (its checkpoints cannot be recorded
+// without a leader, which is only logged), while the majority runs the
+// deployment elsewhere: output may then be written twice.
 //
 // A Node's methods are safe for concurrent use. Raft applies commands on its
 // own goroutine; a Node runs three more (heartbeat observations, the
-// leader's reconciliation, and its registration) until Close.
+// leader's reconciliation, and its registration) until Close. An Executor
+// runs one goroutine (it watches the State and starts and cancels
+// deployments) until Close; its JobsHandler serves from the API server's.
 package cluster
