@@ -201,6 +201,10 @@ func (f *natsFixture) checkExactlyOnce() {
 	require.Equal(f.t, f.published[0]+f.published[1], total)
 }
 
+// apiClient bounds every call, so that a node that does not answer fails
+// the test instead of hanging it.
+var apiClient = &http.Client{Timeout: 30 * time.Second}
+
 // api calls a node's REST API and decodes the answer into out.
 func api(t *testing.T, en *execNode, method, path string, body, out any) int {
 	t.Helper()
@@ -212,8 +216,8 @@ func api(t *testing.T, en *execNode, method, path string, body, out any) int {
 	}
 	req, err := http.NewRequest(method, "http://"+en.cfg.APIAddr+path, rd)
 	require.NoError(t, err)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	resp, err := apiClient.Do(req)
+	require.NoError(t, err, "%s %s", method, path)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
@@ -263,7 +267,7 @@ func failover(t *testing.T, f *natsFixture, nodes []*execNode, via *execNode, vi
 		return !s.Nodes[victim].Up && a != "" && a != victim
 	})
 	heir := assignedTo(s, "cp")
-	require.Eventually(t, func() bool { return f.outCount() >= 4*half }, 60*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return f.outCount() >= f.published[0]+f.published[1] }, 60*time.Second, 10*time.Millisecond)
 	for _, en := range rest {
 		require.Equal(t, http.StatusOK, api(t, en, "GET", "/v1/jobs/cp", nil, &st))
 		require.Equal(t, heir, st.Node)
@@ -296,6 +300,18 @@ func TestAJobOutlivesItsNode(t *testing.T) {
 	// n2 and n3 have the most room: cp goes to n2, a follower (n1 leads).
 	nodes := startExecCluster(t, f.srv.URL(), 1, 2, 2)
 	failover(t, f, nodes, nodes[0], "n2")
+
+	// Deployed again after the cancel, it resumes from its checkpoints
+	// in the same storage, on n3, the node with room.
+	var st runner.Status
+	require.Equal(t, http.StatusCreated, api(t, nodes[0], "POST", "/v1/jobs",
+		runner.Spec{Job: "copy", Name: "cp", Parallelism: 2, CheckpointInterval: "50ms"}, &st), "%+v", st)
+	require.Equal(t, "n3", st.Node)
+	last := nodes[0].State().Checkpoints["cp"].ID
+	f.publish(100)
+	require.Eventually(t, func() bool { return f.outCount() >= f.published[0]+f.published[1] }, 60*time.Second, 10*time.Millisecond)
+	waitFor(t, nodes[0].Node, "two checkpoints more", func(s *State) bool { return s.Checkpoints["cp"].ID >= last+2 })
+	f.checkExactlyOnce()
 }
 
 func TestTheLeaderDiesAndTheJobMovesToAnotherNode(t *testing.T) {
