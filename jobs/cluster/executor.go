@@ -187,6 +187,11 @@ func (e *Executor) reconcile() {
 			stale = append(stale, name)
 		}
 	}
+	for name := range e.failed {
+		if assignedTo(s, name) != me {
+			delete(e.failed, name)
+		}
+	}
 	e.mu.Unlock()
 	sort.Strings(stale)
 	for _, name := range stale {
@@ -210,7 +215,10 @@ func (e *Executor) reconcile() {
 			continue
 		}
 		if err := e.start(s, name); err != nil {
-			e.log.Error("cluster: cannot start deployment", "deployment", name, "err", err)
+			if !hasFailed || f.err.Error() != err.Error() {
+				// Logged once per cause, not at every retry.
+				e.log.Error("cluster: cannot start deployment; retrying", "deployment", name, "every", e.cfg.RetryInterval, "err", err)
+			}
 			e.mu.Lock()
 			e.failed[name] = failedRun{gen: d.Generation, err: err, at: time.Now()}
 			e.mu.Unlock()
