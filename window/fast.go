@@ -222,7 +222,6 @@ func (o *fastAgg[K, In, Acc, Out]) Prefetch(vs []In) {
 	for _, v := range vs {
 		o.pfKeys = append(o.pfKeys, o.key(v))
 	}
-	o.cache.Prefetch(o.pfKeys)
 	o.wins.Prefetch(o.cache.Uncached(o.pfKeys, o.timerOf))
 	clear(o.pfKeys) // drop the references the keys hold
 }
@@ -237,10 +236,11 @@ func (o *fastAgg[K, In, Acc, Out]) timerOf(enc []byte) bool {
 // dataflow.KeyPrefetcher), and in front of a store reads the windows of
 // those that are not cached, as Prefetch does.
 func (o *fastAgg[K, In, Acc, Out]) PrefetchKeys(keys []K) {
-	o.cache.Prefetch(keys)
-	if o.probe != nil {
-		o.wins.Prefetch(o.cache.Uncached(keys, nil))
+	if o.probe == nil {
+		o.cache.Prefetch(keys)
+		return
 	}
+	o.wins.Prefetch(o.cache.Uncached(keys, nil))
 }
 
 // windows returns the windows of key, the backend's current key (key is

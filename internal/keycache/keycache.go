@@ -138,6 +138,11 @@ func (c *Cache[K, V]) Prefetch(keys []K) {
 			at = append(at, i)
 		}
 	}
+	c.touch(at)
+}
+
+// touch loads the entries at into the CPU caches.
+func (c *Cache[K, V]) touch(at []int32) {
 	var sink byte
 	last := unsafe.Sizeof(Entry[K, V]{}) - 1
 	for _, i := range at {
@@ -165,16 +170,26 @@ func PrefetchRecords[K comparable, V, In any](c *Cache[K, V], key func(In) K, vs
 
 // Uncached returns those of keys the cache does not hold (all of them when
 // it is off), as the backend knows them, for state.Value.Prefetch; with
-// keep, only those whose encoding it keeps. The result is valid until the
-// next call.
+// keep, only those whose encoding it keeps. It loads the entries of the
+// others, as Prefetch does, in the same pass. A key counts as held when
+// its index tag is (keyindex.Tagged.Candidate): one in 2^32 that is not
+// is left out, and only costs its Get a read of the store. The result is
+// valid until the next call.
 func (c *Cache[K, V]) Uncached(keys []K, keep func(enc []byte) bool) []state.Key {
 	if c == nil {
 		return nil
 	}
 	c.unc, c.uncBuf = c.unc[:0], c.uncBuf[:0]
+	at := c.pf[:0]
+	defer func() {
+		if c.n >= minPrefetchKeys {
+			c.touch(at)
+		}
+	}()
 	for _, k := range keys {
 		if c.On() {
-			if _, ok := c.idx.Get(k, c.keyAt); ok {
+			if i, ok := c.idx.Candidate(k); ok {
+				at = append(at, i)
 				continue
 			}
 		}

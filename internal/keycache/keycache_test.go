@@ -268,3 +268,31 @@ func TestPrefetchChangesNothing(t *testing.T) {
 	var off *keycache.Cache[int64, int64]
 	off.Prefetch(present) // a nil cache is off
 }
+
+// Uncached gives, as the backend knows them, the keys the cache does not
+// hold that keep keeps, in order, and counts no hit or miss.
+func TestUncachedGivesTheKeysNotHeld(t *testing.T) {
+	b := newBackend(t)
+	c := keycache.New[int64, int64](b, 128, 1<<17)
+	const n = 1 << 16 // past minPrefetchKeys: the held entries are touched too
+	for k := range int64(n) {
+		c.SetCurrentKey(k)
+		c.Put(k, k)
+	}
+	enc := keygroup.EncoderFor[int64]()
+	keys := []int64{3, n + 5, 9, n + 1, n + 5, -2}
+	got := c.Uncached(keys, nil)
+	var want []state.Key
+	for _, k := range []int64{n + 5, n + 1, n + 5, -2} {
+		e := enc(nil, k)
+		want = append(want, state.Key{Group: keygroup.Of(e, 128), Enc: e})
+	}
+	require.Equal(t, want, got)
+	odd := func(e []byte) bool { return e[len(e)-1]%2 == 1 }
+	got = c.Uncached(keys, odd)
+	require.Equal(t, []state.Key{want[0], want[1], want[2]}, got, "keep leaves out -2")
+	require.NoError(t, c.Flush(func(*keycache.Entry[int64, int64]) error { return nil }))
+	require.True(t, c.On(), "no misses counted")
+	var off *keycache.Cache[int64, int64]
+	require.Nil(t, off.Uncached(keys, nil))
+}
