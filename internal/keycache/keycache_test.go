@@ -296,3 +296,28 @@ func TestUncachedGivesTheKeysNotHeld(t *testing.T) {
 	var off *keycache.Cache[int64, int64]
 	require.Nil(t, off.Uncached(keys, nil))
 }
+
+// A cache that grows past the keys its first index holds moves them to a
+// compact one and finds every key, before and after it is emptied.
+func TestCacheFindsEveryKeyAsItsIndexGrows(t *testing.T) {
+	b, err := state.NewHeap(testConfig)
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	c := keycache.New[int64, int64](b, 128, 1)
+	const n = 300_000
+	for round := range 2 {
+		for k := range int64(n) {
+			require.Nil(t, c.Get(k*7))
+			c.SetCurrentKey(k * 7)
+			c.Put(k*7, k+int64(round))
+		}
+		for k := range int64(n) {
+			e := c.Get(k * 7)
+			require.NotNil(t, e, "key %d", k*7)
+			require.Equal(t, k+int64(round), e.Value)
+		}
+		require.Len(t, c.Uncached([]int64{0, 1, 7 * (n - 1), 7 * n}, nil), 2)
+		require.True(t, c.On(), "as many hits as misses")
+		require.NoError(t, c.Flush(func(*keycache.Entry[int64, int64]) error { return nil }))
+	}
+}
