@@ -40,32 +40,17 @@ func (x *Tagged[K]) home(tag uint32) int {
 
 // Get returns the index of k, whose key is keyAt(index), and whether k is
 // in the table.
-func (x *Tagged[K]) Get(k K, keyAt func(int32) K) (int32, bool) {
-	if x.n == 0 {
-		return 0, false
-	}
-	tag := x.tag(k)
-	for i := x.home(tag); ; {
-		s := x.slots[i]
-		if s == 0 {
-			return 0, false
-		}
-		if uint32(s>>32) == tag {
-			if v := int32(uint32(s)) - 1; keyAt(v) == k {
-				return v, true
-			}
-		}
-		if i++; i == len(x.slots) {
-			i = 0
-		}
-	}
-}
+func (x *Tagged[K]) Get(k K, keyAt func(int32) K) (int32, bool) { return x.find(k, keyAt) }
 
 // Candidate returns the index in the first slot of k's probe whose tag is
 // k's, without comparing keys: almost always k's index if k is in the
 // table. A prefetch of the user's entries uses it: it touches only the
 // table.
-func (x *Tagged[K]) Candidate(k K) (int32, bool) {
+func (x *Tagged[K]) Candidate(k K) (int32, bool) { return x.find(k, nil) }
+
+// find probes for k: the first slot of its tag whose key is k (keyAt), or
+// with keyAt nil the first of its tag.
+func (x *Tagged[K]) find(k K, keyAt func(int32) K) (int32, bool) {
 	if x.n == 0 {
 		return 0, false
 	}
@@ -76,7 +61,9 @@ func (x *Tagged[K]) Candidate(k K) (int32, bool) {
 			return 0, false
 		}
 		if uint32(s>>32) == tag {
-			return int32(uint32(s)) - 1, true
+			if v := int32(uint32(s)) - 1; keyAt == nil || keyAt(v) == k {
+				return v, true
+			}
 		}
 		if i++; i == len(x.slots) {
 			i = 0
