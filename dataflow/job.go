@@ -39,20 +39,22 @@ type Config struct {
 	//
 	// The heap backend keeps state as Go values: use it while the state fits
 	// in memory with room to spare. A tumbling-window count over 1M keys
-	// (BenchmarkStateGrowth in window/) ran at 6.1-6.4 M events/s with
-	// 240-270 bytes of RSS per key, over 10M keys at 2.5 M events/s in
-	// 2.0 GB: the window's cache entry, its index slot and its timer are
-	// about 130 bytes live per key, and the Go collector lets the heap grow
-	// past what is live. Set GOMEMLIMIT to hold RSS nearer the live heap.
+	// (BenchmarkStateGrowth in window/) ran at 5.0-5.9 M events/s with
+	// 128-132 bytes of RSS per key: the window's cache entry (64 bytes),
+	// its index slot (8) and its timer (11-16) are about 90 bytes live per
+	// key, and the Go collector lets the heap grow past what is live. Set
+	// GOMEMLIMIT to hold RSS nearer the live heap.
 	//
 	// state.NewBadger keeps state in a local Badger store behind a bounded
 	// cache (BadgerConfig.CacheEntries) and a memory limit checked at start
 	// (BadgerConfig.MemoryLimit): use it when the state does not fit in
 	// memory, or must not take what it would. While the live keys fit in its
-	// cache it runs at about 0.8x of the heap (1M keys); beyond,
-	// each record that misses reads Badger, and its key is read again when
-	// its window fires: at 10M keys through a 1M-entry cache it is bound by
-	// Badger's point reads. See the README ("Scaling up") for the figures.
+	// cache it runs at about 0.85x of the heap (1M keys); beyond, a window's
+	// state is written when its first record comes (without a read: a key
+	// with no timer has no windows), read when the window fires (a batch of
+	// keys from two goroutines) and deleted: at 10M keys through a 1M-entry
+	// cache it runs at about half Badger's single-goroutine point-read rate.
+	// See the README ("Scaling up") for the figures.
 	StateBackend func(cfg state.Config) (state.Backend, error)
 	// Clock is the processing-time clock of timers; nil means time.Now.
 	// TestHarness scripts it.
