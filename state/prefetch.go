@@ -66,11 +66,11 @@ func (t *table[S]) prefetch(keys []Key) {
 		if len(reads) == room {
 			break
 		}
-		s := string(k.Enc) // not allocated: map lookups of a converted slice
-		if t.m[s] != nil || t.flushing[s] != nil {
+		// Map lookups of a converted slice allocate no string.
+		if t.m[string(k.Enc)] != nil || t.flushing[string(k.Enc)] != nil {
 			continue
 		}
-		if _, dup := t.pfSeen[s]; dup {
+		if _, dup := t.pfSeen[string(k.Enc)]; dup {
 			continue
 		}
 		t.pfSeen[string(k.Enc)] = struct{}{}

@@ -210,7 +210,8 @@ func TestDeployOnAClusterRunsOnANodeAndMovesWhenItStops(t *testing.T) {
 	code, out, errOut = run("list", "--runner", urls["b"])
 	require.Equal(t, cli.ExitOK, code, errOut)
 	require.Regexp(t, `\ncs\s+clickstream\s+RUNNING\s`, out)
-	code, out, _ = run("nodes", "--runner", urls["b"])
+	code, out, errOut = run("nodes", "--runner", urls["b"])
+	require.Equal(t, cli.ExitOK, code, errOut)
 	require.Regexp(t, `\na\s+up\s+\*\s+2\s+2\s`, out, "a runs both subtasks")
 
 	// a (the leader) stops: b or c takes the deployment over and resumes it.

@@ -364,7 +364,7 @@ func TestDeployWithStorageResumesFromIt(t *testing.T) {
 
 	// Deployed again with the same storage, it goes on from its latest
 	// checkpoint: nothing is committed twice.
-	d, err = r.DeployWithStorage(context.Background(), spec, ckpts)
+	_, err = r.DeployWithStorage(context.Background(), spec, ckpts)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		m, err := ckpts.Latest(context.Background())
