@@ -231,27 +231,27 @@ func (c *Cache[K, V]) Uncached(keys []K, keep func(enc []byte) bool) []state.Key
 		return nil
 	}
 	c.unc, c.uncBuf = c.unc[:0], c.uncBuf[:0]
-	at := c.pf[:0]
-	defer func() {
-		if c.n >= minPrefetchKeys {
-			c.touch(at)
-		}
-	}()
+	held := c.pf[:0]
 	for _, k := range keys {
 		if c.On() {
 			if i, ok := c.idx.candidate(k); ok {
-				at = append(at, i)
+				held = append(held, i)
 				continue
 			}
 		}
-		at := len(c.uncBuf)
+		from := len(c.uncBuf)
 		c.uncBuf = c.enc(c.uncBuf, k) // earlier encodings stay valid if it moves
-		enc := c.uncBuf[at:len(c.uncBuf):len(c.uncBuf)]
+		enc := c.uncBuf[from:len(c.uncBuf):len(c.uncBuf)]
 		if keep != nil && !keep(enc) {
-			c.uncBuf = c.uncBuf[:at]
+			c.uncBuf = c.uncBuf[:from]
 			continue
 		}
 		c.unc = append(c.unc, state.Key{Group: keygroup.Of(enc, c.maxP), Enc: enc})
+	}
+	if c.n >= minPrefetchKeys {
+		c.touch(held)
+	} else {
+		c.pf = held[:0] // kept for the next call
 	}
 	return c.unc
 }
