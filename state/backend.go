@@ -106,6 +106,17 @@ type Backend interface {
 // back before the next snapshot (see internal/keycache).
 func InMemory(b Backend) bool { return b.base().store == nil }
 
+// CacheEntries returns how many entries b's write-back cache holds at most
+// (BadgerConfig.CacheEntries), 0 for a backend that keeps all its state in
+// memory. An operator that keeps its own bounded buffer in front of such a
+// backend, and little in the backend's cache, may size the buffer by it.
+func CacheEntries(b Backend) int {
+	if st := b.base().store; st != nil {
+		return st.cacheEntries
+	}
+	return 0
+}
+
 // SnapshotOptions tunes one snapshot.
 type SnapshotOptions struct {
 	// Full forces a full base (e.g. for a savepoint, which must be self-contained).

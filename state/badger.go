@@ -263,31 +263,114 @@ func (t *table[S]) evict(n int, w *batchWriter) (int, error) {
 				e.ref = false
 				continue
 			}
-			if e.dirty {
-				if err := t.flushEntry(w, e); err != nil {
-					t.c.entries -= evicted
-					return evicted, err
-				}
-				t.flushing[k] = e
+			if err := t.evictEntry(k, e, w); err != nil {
+				return evicted, err
 			}
-			if c := t.c; e.chg == c.epoch && c.tracking && int(e.chgIdx) < len(t.changed) && t.changed[e.chgIdx] == e {
-				// The changes forget the entry (the cache bound holds no
-				// evicted value): a delta finds the key in the flushing set or
-				// the store. k may point into e: keep a copy instead.
-				t.changed[e.chgIdx] = nil
-				ck := k
-				if len(k) <= len(e.kbuf) {
-					ck = strings.Clone(k)
-				}
-				t.evicted = append(t.evicted, keyRef{ck, e.kg})
-				t.dropped = true
-			}
-			delete(t.m, k)
 			evicted++
 		}
 	}
-	t.c.entries -= evicted
 	return evicted, nil
+}
+
+// evictEntry drops e, cached under k, writing it to the batch first if it
+// is dirty; until the batch is committed it stays readable in the flushing
+// set.
+func (t *table[S]) evictEntry(k string, e *entry[S], w *batchWriter) error {
+	if e.dirty {
+		if err := t.flushEntry(w, e); err != nil {
+			return err
+		}
+		t.flushing[k] = e
+	}
+	if c := t.c; e.chg == c.epoch && c.tracking && int(e.chgIdx) < len(t.changed) && t.changed[e.chgIdx] == e {
+		// The changes forget the entry (the cache bound holds no
+		// evicted value): a delta finds the key in the flushing set or
+		// the store. k may point into e: keep a copy instead.
+		t.changed[e.chgIdx] = nil
+		ck := k
+		if len(k) <= len(e.kbuf) {
+			ck = strings.Clone(k)
+		}
+		t.evicted = append(t.evicted, keyRef{ck, e.kg})
+		t.dropped = true
+	}
+	delete(t.m, k)
+	t.c.entries--
+	return nil
+}
+
+// spillKey evicts the entry of key if it is still cached (see
+// WithWriteThrough).
+func (t *table[S]) spillKey(key string, w *batchWriter) error {
+	if e := t.m[key]; e != nil {
+		return t.evictEntry(key, e, w)
+	}
+	return nil
+}
+
+// writeThrough queues the entry of key, just written to a WithWriteThrough
+// state, to be written to the store and dropped from the cache; size is
+// about how many bytes its value holds. The queue goes to the store in one
+// batch once it holds spillBatchBytes or spillBatchKeys.
+func (t *table[S]) writeThrough(key string, size int) error {
+	st := t.c.store
+	if st == nil {
+		return nil
+	}
+	st.spillQ = append(st.spillQ, spillRef{t, key})
+	st.spillBytes += size
+	if st.spillBytes >= spillBatchBytes || len(st.spillQ) >= spillBatchKeys {
+		return st.spill(t.c)
+	}
+	return nil
+}
+
+// spillRef is an entry queued by writeThrough.
+type spillRef struct {
+	t   tableAny
+	key string
+}
+
+// The size of a batch of WithWriteThrough values (variables: tests lower
+// them).
+var (
+	spillBatchBytes = 4 << 20
+	spillBatchKeys  = 4096
+)
+
+// spill writes the queued WithWriteThrough entries to the store in one
+// batch in the background, as shrink does, and drops them from the cache.
+func (st *badgerStore) spill(c *core) error {
+	if err := st.settle(c); err != nil {
+		return err
+	}
+	w := st.newBatch()
+	for _, r := range st.spillQ {
+		if err := r.t.spillKey(r.key, w); err != nil {
+			return err
+		}
+	}
+	clear(st.spillQ)
+	st.spillQ, st.spillBytes = st.spillQ[:0], 0
+	st.commitInBackground(c, w)
+	return nil
+}
+
+func (st *badgerStore) newBatch() *batchWriter {
+	w := &batchWriter{st: st, rows: st.spareRows[:0]}
+	st.spareRows = nil
+	return w
+}
+
+// commitInBackground makes w the batch in flight (see shrink).
+func (st *badgerStore) commitInBackground(c *core, w *batchWriter) {
+	c.keySeq++ // handles must look their entries up again
+	job := &flushJob{done: make(chan struct{}), w: w}
+	st.inflight = job
+	go func() {
+		defer close(job.done)
+		job.err = w.commit()
+	}()
 }
 
 // shrink drops a quarter of the cache. The dirty entries among them are
@@ -300,8 +383,7 @@ func (st *badgerStore) shrink(c *core) error {
 	if err := st.settle(c); err != nil {
 		return err
 	}
-	w := &batchWriter{st: st, rows: st.spareRows[:0]}
-	st.spareRows = nil
+	w := st.newBatch()
 	need := c.entries - st.cacheEntries*3/4
 	for _, t := range c.order {
 		if need <= 0 {
@@ -313,13 +395,7 @@ func (st *badgerStore) shrink(c *core) error {
 		}
 		need -= n
 	}
-	c.keySeq++ // handles must look their entries up again
-	job := &flushJob{done: make(chan struct{}), w: w}
-	st.inflight = job
-	go func() {
-		defer close(job.done)
-		job.err = w.commit()
-	}()
+	st.commitInBackground(c, w)
 	return nil
 }
 
@@ -354,6 +430,8 @@ func (st *badgerStore) settle(c *core) error {
 
 func (st *badgerStore) dropAll(c *core) error {
 	_ = st.settle(c)
+	clear(st.spillQ)
+	st.spillQ, st.spillBytes = st.spillQ[:0], 0
 	st.rtxn.Discard()
 	err := st.db.DropAll()
 	st.rtxn = st.db.NewTransaction(false)

@@ -210,6 +210,8 @@ type badgerStore struct {
 	rtxn         *badger.Txn // the owner's view of the store, renewed after each flush
 	inflight     *flushJob   // the batch being committed, if any
 	spareRows    []batchRow  // the last committed batch's rows, for reuse
+	spillQ       []spillRef  // WithWriteThrough entries waiting for their batch
+	spillBytes   int
 	kbuf         []byte
 	// written: a row was written to the store since it was opened (empty)
 	// or dropped. Until then every key is absent and load reads nothing:

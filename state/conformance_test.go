@@ -21,6 +21,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// WithWriteThrough values go to the store every few writes, so that the
+	// suite sees them read back from batches in flight and from the store.
+	state.SetSpillBatch(16<<10, 7)
 	goleak.VerifyTestMain(m)
 }
 
@@ -115,6 +118,8 @@ type handles struct {
 	m    *state.Map[string, int]
 	red  *state.Reducing[int64]
 	agg  *state.Aggregating[int64, float64]
+	// blob is written through to the store (WithWriteThrough)
+	blob *state.Value[[]byte]
 }
 
 func declareAll(t testing.TB, b state.Backend, opts ...state.Option) handles {
@@ -125,6 +130,7 @@ func declareAll(t testing.TB, b state.Backend, opts ...state.Option) handles {
 		m:    must(state.NewMap[string, int](b, "map", opts...))(t),
 		red:  must(state.NewReducing(b, "red", sum, opts...))(t),
 		agg:  must(state.NewAggregating[int64, [2]int64, float64](b, "agg", avg{}, opts...))(t),
+		blob: must(state.NewValue[[]byte](b, "blob", append(slices.Clip(opts), state.WithWriteThrough())...))(t),
 	}
 }
 
@@ -135,6 +141,7 @@ type keyModel struct {
 	red    *int64
 	aggSum int64
 	aggN   int64
+	blob   []byte
 }
 
 type model map[string]*keyModel
@@ -154,7 +161,7 @@ func step(t testing.TB, rng *rand.Rand, b state.Backend, h handles, m model, key
 	setKey(b, key)
 	km := m.key(key)
 	x := rng.Int64N(1000)
-	switch rng.IntN(13) {
+	switch rng.IntN(15) {
 	case 0, 1:
 		require.NoError(t, h.val.Update(x))
 		km.val = &x
@@ -213,6 +220,15 @@ func step(t testing.TB, rng *rand.Rand, b state.Backend, h handles, m model, key
 		ks = append(ks, state.Key{Group: kgOf(key), Enc: []byte(key)})
 		h.val.Prefetch(ks)
 		setKey(b, key)
+	case 13:
+		// A blob of a few hundred bytes to a few KB: written through to the
+		// store in batches the tests make small (state.SetSpillBatch).
+		blob := bytes.Repeat([]byte{byte(x)}, 1+rng.IntN(4000))
+		require.NoError(t, h.blob.Update(blob))
+		km.blob = blob
+	case 14:
+		require.NoError(t, h.blob.Clear())
+		km.blob = nil
 	}
 }
 
@@ -253,6 +269,11 @@ func check(t testing.TB, b state.Backend, h handles, m model, key string) {
 	require.Equal(t, km.aggN > 0, ok, "agg of %s", key)
 	if ok {
 		require.Equal(t, float64(km.aggSum)/float64(km.aggN), a)
+	}
+	bl, ok := get(h.blob.Get())(t)
+	require.Equal(t, km.blob != nil, ok, "blob of %s", key)
+	if ok {
+		require.Equal(t, km.blob, bl, "blob of %s", key)
 	}
 }
 

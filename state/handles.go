@@ -46,7 +46,21 @@ func (v *Value[T]) Update(x T) error {
 		return err
 	}
 	e.v = x
-	return v.t.written(e)
+	if err := v.t.written(e); err != nil || !v.t.through {
+		return err
+	}
+	return v.t.writeThrough(e.key, sizeOf(x))
+}
+
+// sizeOf is about how many bytes x holds, for WithWriteThrough's batches.
+func sizeOf[T any](x T) int {
+	switch v := any(x).(type) {
+	case []byte:
+		return 64 + len(v)
+	case string:
+		return 64 + len(v)
+	}
+	return 64 + int(reflect.TypeFor[T]().Size())
 }
 
 // Clear deletes the current key's value.

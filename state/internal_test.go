@@ -133,3 +133,64 @@ func TestBadgerRowsExpireInBadger(t *testing.T) {
 	require.NoError(t, err)
 	require.InDelta(t, time.Now().Add(time.Hour).Unix(), int64(item.ExpiresAt()), 2)
 }
+
+// A WithWriteThrough value leaves the cache once its batch is written, so
+// that large values written once do not fill the cache, and reads back
+// whole from the batch in flight or the store; a delta snapshot carries the
+// values written through since the last one.
+func TestWriteThroughLeavesTheCache(t *testing.T) {
+	bc := DefaultBadgerConfig(t.TempDir())
+	bc.CacheEntries = 100_000
+	b, err := NewBadger(testConfig(), bc)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, b.Close()) }()
+	v, err := NewValue[[]byte](b, "runs", WithWriteThrough())
+	require.NoError(t, err)
+	_, err = NewList[int](b, "l", WithWriteThrough())
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	blob := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 8<<10) }
+	key := func(i int) []byte { return fmt.Appendf(nil, "run-%d", i) }
+	write := func(from, to int) {
+		for i := from; i < to; i++ {
+			b.SetCurrentKey(keygroup.Of(key(i), 128), key(i))
+			require.NoError(t, v.Update(blob(i)))
+		}
+	}
+	write(0, 2000) // 16 MB
+	s1, err := b.Snapshot(1, SnapshotOptions{})
+	require.NoError(t, err)
+	var base bytes.Buffer
+	_, err = s1.Write(context.Background(), &base)
+	require.NoError(t, err)
+	// The cache holds at most the last batch (spillBatchKeys).
+	require.LessOrEqual(t, b.base().entries, spillBatchKeys)
+	write(2000, 2500)
+	s2, err := b.Snapshot(2, SnapshotOptions{})
+	require.NoError(t, err)
+	require.False(t, s2.Full())
+	var delta bytes.Buffer
+	_, err = s2.Write(context.Background(), &delta)
+	require.NoError(t, err)
+	require.Less(t, delta.Len(), base.Len()/2, "the delta holds the last 500 only")
+	for i := range 2500 {
+		b.SetCurrentKey(keygroup.Of(key(i), 128), key(i))
+		got, ok, err := v.Get()
+		require.NoError(t, err)
+		require.True(t, ok, "run %d", i)
+		require.Equal(t, blob(i), got, "run %d", i)
+		require.NoError(t, v.Clear())
+	}
+
+	h, err := NewHeap(testConfig())
+	require.NoError(t, err)
+	require.NoError(t, h.Restore(context.Background(), Chain{&base, &delta}))
+	hv, err := NewValue[[]byte](h, "runs", WithWriteThrough())
+	require.NoError(t, err)
+	for i := range 2500 {
+		h.SetCurrentKey(keygroup.Of(key(i), 128), key(i))
+		got, ok, err := hv.Get()
+		require.NoError(t, err)
+		require.True(t, ok, "run %d on the heap", i)
+		require.Equal(t, blob(i), got, "run %d on the heap", i)
+	}
+}

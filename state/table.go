@@ -114,6 +114,8 @@ type tableAny interface {
 	// evict drops up to n cache entries, writing dirty ones to w and keeping
 	// them in the flushing set until settled (badger).
 	evict(n int, w *batchWriter) (int, error)
+	// spillKey evicts the entry of key, if cached (badger).
+	spillKey(key string, w *batchWriter) error
 	settled()
 }
 
@@ -123,6 +125,8 @@ type tableMeta struct {
 	typ  reflect.Type
 	ttl  int64 // ns; 0 = none
 	rw   bool  // TTL refreshed on read too
+	// through: values written go to the store at once (WithWriteThrough)
+	through bool
 }
 
 type table[S any] struct {
@@ -439,6 +443,7 @@ type declOptions struct {
 	ttl     time.Duration
 	ttlRW   bool
 	ttlSet  bool
+	through bool
 	invalid error
 }
 
@@ -454,6 +459,19 @@ func (f optionFunc) apply(o *declOptions) { f(o) }
 // match the state's, or the declaration fails with ErrInvalidConfig.
 func WithCodec[T any](c Codec[T]) Option {
 	return optionFunc(func(o *declOptions) { o.codec = c })
+}
+
+// WithWriteThrough makes a Value's writes go to the store soon after they
+// are made, in batches, instead of staying in the write-back cache until it
+// is full: for large values written once and read back once or never (an
+// operator's spilled runs), which would otherwise fill the cache with bytes
+// its entry count does not bound. A value read back with Get is cached as
+// any other until it is written or evicted. Keep such values well under
+// BadgerConfig.ValueThreshold (16 KiB is safe with the defaults): a longer
+// one goes to Badger's value log, whose space the backend does not
+// reclaim. The heap backend ignores the option. Only Value takes it.
+func WithWriteThrough() Option {
+	return optionFunc(func(o *declOptions) { o.through = true })
 }
 
 // TTLUpdate says which accesses refresh a TTL timestamp.
@@ -515,6 +533,9 @@ func declare[S any](b Backend, name string, k kind, typ reflect.Type, opts []Opt
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
+	if o.invalid == nil && o.through && k != kindValue {
+		o.invalid = fmt.Errorf("%w: WithWriteThrough is for Value, not %s", ErrInvalidConfig, k)
+	}
 	if o.invalid != nil {
 		return nil, c.errf(name, o.invalid)
 	}
@@ -523,7 +544,7 @@ func declare[S any](b Backend, name string, k kind, typ reflect.Type, opts []Opt
 		return nil, c.errf(name, err)
 	}
 	t := &table[S]{
-		tableMeta: tableMeta{name: name, kind: k, typ: typ, ttl: int64(o.ttl), rw: o.ttlRW},
+		tableMeta: tableMeta{name: name, kind: k, typ: typ, ttl: int64(o.ttl), rw: o.ttlRW, through: o.through},
 		c:         c,
 		ops:       ops,
 		deep:      ops.refs(),
