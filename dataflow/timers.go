@@ -88,6 +88,16 @@ type KeyPrefetcher[K comparable] interface {
 	PrefetchKeys(keys []K)
 }
 
+// EventTimerRegistrar is implemented by the TimerService of keyed operators
+// whose key type is K: it registers an event-time timer for any key, not
+// only the current one, as RegisterEventTimeTimer would with key current.
+// An operator that restores state kept in a layout of its own (a window
+// operator's spilled runs, which hold many keys a row) into per-key state
+// gives each key there the timer that per-key state needs.
+type EventTimerRegistrar[K comparable] interface {
+	RegisterEventTimeTimerFor(key K, t Timestamp)
+}
+
 // EventTimerProbe is implemented by the TimerService of keyed operators: it
 // tells whether the current key has an event-time timer pending. An
 // operator whose keyed state exists exactly while the key has a timer (a
@@ -674,6 +684,7 @@ type keyedTimers[K comparable] struct {
 	encode   keygroup.Encoder[K]
 	maxP     uint64
 	buf      []byte
+	forBuf   []byte     // RegisterEventTimeTimerFor's encoding
 	seq      uint64     // records seen: the backend's key source (see state.Backend.SetKeySource)
 	fixedBuf [2][8]byte // see itemEnc
 	fixedI   int
@@ -749,6 +760,13 @@ func (s *keyedTimers[K]) CurrentProcessingTime() Timestamp {
 func (s *keyedTimers[K]) RegisterEventTimeTimer(t Timestamp) {
 	s.resolveKey()
 	s.event.add(t, s.enc, s.key, s.kg)
+}
+func (s *keyedTimers[K]) RegisterEventTimeTimerFor(key K, t Timestamp) {
+	if s.encode == nil {
+		s.encode = keygroup.EncoderFor[K]()
+	}
+	s.forBuf = s.encode(s.forBuf[:0], key)
+	s.event.add(t, s.forBuf, key, int(keygroup.Hash(s.forBuf)%s.maxP))
 }
 func (s *keyedTimers[K]) RegisterProcessingTimeTimer(t Timestamp) {
 	s.resolveKey()

@@ -97,6 +97,11 @@ func (sumSeq) Result(a window.AvgAcc) window.AvgAcc { return a }
 // and cleanup timers. Reading seq is at seq ms, up to 20 ms out of order,
 // within the watermarks' bound: the results do not depend on parallelism.
 func slidingJob(cfg dataflow.Config, total int64, rate float64, out *committed[sensorWindow], passed func(seq int64)) *dataflow.Job {
+	return slidingJobWithLateness(cfg, 50*time.Millisecond, total, rate, out, passed)
+}
+
+// slidingJobWithLateness is slidingJob with another allowed lateness.
+func slidingJobWithLateness(cfg dataflow.Config, lateness time.Duration, total int64, rate float64, out *committed[sensorWindow], passed func(seq int64)) *dataflow.Job {
 	job := dataflow.NewJob("sliding", cfg)
 	src := memory.Generator(job, "readings", memory.GeneratorConfig[reading]{
 		Count: total,
@@ -112,7 +117,7 @@ func slidingJob(cfg dataflow.Config, total int64, rate float64, out *committed[s
 		}),
 	})
 	sums := window.Aggregate(dataflow.KeyBy(src, func(r reading) int64 { return r.Sensor }), "sums",
-		window.Sliding(300*time.Millisecond, 100*time.Millisecond), sumSeq{}, window.AllowedLateness(50*time.Millisecond))
+		window.Sliding(300*time.Millisecond, 100*time.Millisecond), sumSeq{}, window.AllowedLateness(lateness))
 	dataflow.AddSink(sums, "sink", dataflow.TwoPhaseCommitSink(func() dataflow.TwoPhaseCommitter[sensorWindow, *testTxn[sensorWindow]] {
 		return &testCommitter[sensorWindow]{st: out}
 	}))
@@ -126,19 +131,11 @@ func sortWindows(rs []sensorWindow) []sensorWindow {
 	return rs
 }
 
-// Sliding windows stopped with a savepoint at parallelism 2 and restored at
-// 3 (with the heap and the Badger backend, whose small cache makes windows
-// go through the store; with the operator's key cache, one that fills up,
-// and none) give what one uninterrupted run gives, each window once.
-func TestSlidingWindowsRestoreAtOtherParallelism(t *testing.T) {
-	const total = 3000
-	ref := &committed[sensorWindow]{ids: map[string]bool{}}
-	require.NoError(t, slidingJob(dataflow.Config{}, total, 0, ref, nil).Run(context.Background()))
-	want := sortWindows(ref.values())
-	require.GreaterOrEqual(t, len(want), 41*total/100, "every sensor has readings in every window")
+type backendFor = func(dir string) func(state.Config) (state.Backend, error)
 
-	heap := func(string) func(state.Config) (state.Backend, error) { return nil }
-	badger := func(dir string) func(state.Config) (state.Backend, error) {
+var (
+	heapBackend   backendFor = func(string) func(state.Config) (state.Backend, error) { return nil }
+	badgerBackend backendFor = func(dir string) func(state.Config) (state.Backend, error) {
 		return func(cfg state.Config) (state.Backend, error) {
 			return state.NewBadger(cfg, state.BadgerConfig{
 				Dir:          filepath.Join(dir, fmt.Sprintf("%s-%d", cfg.OperatorUID, cfg.KeyGroups.Start)),
@@ -146,57 +143,101 @@ func TestSlidingWindowsRestoreAtOtherParallelism(t *testing.T) {
 			})
 		}
 	}
+)
+
+// Sliding windows stopped with a savepoint at parallelism 2 and restored at
+// 3 (with the heap and the Badger backend, whose small cache makes windows
+// go through the store; with the operator's key cache, one that fills up,
+// and none) give what one uninterrupted run gives, each window once.
+func TestSlidingWindowsRestoreAtOtherParallelism(t *testing.T) {
 	for _, c := range []struct {
 		name     string
-		backend  func(dir string) func(state.Config) (state.Backend, error)
+		backend  backendFor
 		keyCache int
 	}{
-		{"heap", heap, 1 << 16},
-		{"heap, key cache of 4", heap, 4},
-		{"heap, no key cache", heap, 0},
-		{"badger", badger, 1 << 16},
+		{"heap", heapBackend, 1 << 16},
+		{"heap, key cache of 4", heapBackend, 4},
+		{"heap, no key cache", heapBackend, 0},
+		{"badger", badgerBackend, 1 << 16},
 	} {
-		backend := c.backend
 		t.Run(c.name, func(t *testing.T) {
 			defer window.SetMaxCachedKeys(c.keyCache)()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			ckpts, err := checkpoint.NewLocalStorage(t.TempDir())
-			require.NoError(t, err)
-			spDir := t.TempDir()
-			sp, err := checkpoint.NewLocalStorage(spDir)
-			require.NoError(t, err)
-
-			out := &committed[sensorWindow]{ids: map[string]bool{}}
-			passed := make(chan struct{})
-			var once sync.Once
-			jobA := slidingJob(dataflow.Config{Parallelism: 2, StateBackend: backend(t.TempDir()),
-				Checkpoint: checkpoint.Config{Interval: 10 * time.Millisecond}, CheckpointStorage: ckpts},
-				total, total/2, out, func(seq int64) {
-					if seq >= total/3 {
-						once.Do(func() { close(passed) })
-					}
-				})
-			done := make(chan error, 1)
-			go func() { done <- jobA.Run(ctx) }()
-			select {
-			case <-passed:
-			case err := <-done:
-				t.Fatalf("job ended before the savepoint: %v", err)
-			}
-			_, err = jobA.StopWithSavepoint(ctx, sp)
-			require.NoError(t, err)
-			require.NoError(t, <-done)
-			require.Less(t, len(out.values()), len(want), "stopped before the end")
-
-			restoreFrom, err := checkpoint.OpenLocalStorage(spDir)
-			require.NoError(t, err)
-			jobB := slidingJob(dataflow.Config{Parallelism: 3, StateBackend: backend(t.TempDir()), RestoreFrom: restoreFrom},
-				total, 0, out, nil)
-			require.NoError(t, jobB.Run(ctx))
-			requireSameWindows(t, want, sortWindows(out.values()))
+			savepointAndRestore(t, c.backend, c.backend, 50*time.Millisecond)
 		})
 	}
+}
+
+// With no allowed lateness the window operator keeps runs in front of
+// Badger, and windows per key on the heap. A savepoint of either restores
+// into the other, at another parallelism, and gives what one uninterrupted
+// run gives: runs move into per-key windows with their timers at Open, and
+// per-key windows join the runs' buffer as their keys come. Runs restore at
+// another parallelism too, and with a buffer that spills every few keys.
+func TestWindowStateMovesBetweenLayouts(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		from, to backendFor
+		buffer   int
+	}{
+		{"badger runs to heap", badgerBackend, heapBackend, 0},
+		{"heap to badger runs", heapBackend, badgerBackend, 0},
+		{"badger runs to badger runs", badgerBackend, badgerBackend, 0},
+		{"badger runs to badger runs, buffer of 3", badgerBackend, badgerBackend, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			defer window.SetRunBufferKeys(c.buffer)()
+			savepointAndRestore(t, c.from, c.to, 0)
+		})
+	}
+}
+
+// savepointAndRestore runs slidingJobWithLateness at parallelism 2 on
+// backend from, stops it with a savepoint a third of the way, restores it
+// at parallelism 3 on backend to, and checks that the two runs committed
+// what one uninterrupted run on the heap gives.
+func savepointAndRestore(t *testing.T, from, to backendFor, lateness time.Duration) {
+	const total = 3000
+	ref := &committed[sensorWindow]{ids: map[string]bool{}}
+	require.NoError(t, slidingJobWithLateness(dataflow.Config{}, lateness, total, 0, ref, nil).Run(context.Background()))
+	want := sortWindows(ref.values())
+	require.GreaterOrEqual(t, len(want), 41*total/100, "every sensor has readings in every window")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ckpts, err := checkpoint.NewLocalStorage(t.TempDir())
+	require.NoError(t, err)
+	spDir := t.TempDir()
+	sp, err := checkpoint.NewLocalStorage(spDir)
+	require.NoError(t, err)
+
+	out := &committed[sensorWindow]{ids: map[string]bool{}}
+	passed := make(chan struct{})
+	var once sync.Once
+	jobA := slidingJobWithLateness(dataflow.Config{Parallelism: 2, StateBackend: from(t.TempDir()),
+		Checkpoint: checkpoint.Config{Interval: 10 * time.Millisecond}, CheckpointStorage: ckpts},
+		lateness, total, total/2, out, func(seq int64) {
+			if seq >= total/3 {
+				once.Do(func() { close(passed) })
+			}
+		})
+	done := make(chan error, 1)
+	go func() { done <- jobA.Run(ctx) }()
+	select {
+	case <-passed:
+	case err := <-done:
+		t.Fatalf("job ended before the savepoint: %v", err)
+	}
+	_, err = jobA.StopWithSavepoint(ctx, sp)
+	require.NoError(t, err)
+	require.NoError(t, <-done)
+	require.Less(t, len(out.values()), len(want), "stopped before the end")
+
+	restoreFrom, err := checkpoint.OpenLocalStorage(spDir)
+	require.NoError(t, err)
+	jobB := slidingJobWithLateness(dataflow.Config{Parallelism: 3, StateBackend: to(t.TempDir()), RestoreFrom: restoreFrom},
+		lateness, total, 0, out, nil)
+	require.NoError(t, jobB.Run(ctx))
+	requireSameWindows(t, want, sortWindows(out.values()))
 }
 
 // requireSameWindows compares sorted results, naming the first difference.

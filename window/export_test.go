@@ -8,3 +8,11 @@ func SetMaxCachedKeys(n int) (restore func()) {
 	maxCachedKeys = n
 	return func() { maxCachedKeys = old }
 }
+
+// SetRunBufferKeys sets the size of the runs' buffer (0: the backend's
+// cache size) and returns a function restoring the old one.
+func SetRunBufferKeys(n int) (restore func()) {
+	old := runBufferKeys
+	runBufferKeys = n
+	return func() { runBufferKeys = old }
+}

@@ -3,6 +3,7 @@ package window
 import (
 	"context"
 	"fmt"
+	"reflect"
 
 	"github.com/sluicedata/sluice/dataflow"
 	"github.com/sluicedata/sluice/internal/keycache"
@@ -60,6 +61,12 @@ type fastAgg[K comparable, In, Acc, Out any] struct {
 	cache   *keycache.Cache[K, slotList[Acc]]
 	direct  keyWindows[K, Acc]
 	directS []gslot[Acc] // direct's windows
+
+	// runs, in front of a store with no allowed lateness and keys of
+	// integer or string type (see runs.go): the cache is a buffer of
+	// partial accumulators written out as runs, and windows fire from
+	// ProcessWatermark, with no per-key timers. nil otherwise.
+	runs *runStore[K, Acc]
 }
 
 // keyWindows is one key's windows as the operator works on them: Value is
@@ -71,6 +78,10 @@ type keyWindows[K comparable, Acc any] = keycache.Entry[K, slotList[Acc]]
 // memory (the Badger backend) keeps its windows in the backend. Tests lower
 // it.
 var maxCachedKeys = 1 << 16
+
+// runBufferKeys, when positive, is the size of the runs' buffer instead of
+// the backend's cache size (state.CacheEntries). Tests lower it.
+var runBufferKeys = 0
 
 // newFastAgg returns the fast operator if assigner and the configuration
 // allow it, else nil.
@@ -102,7 +113,25 @@ func (o *fastAgg[K, In, Acc, Out]) Open(_ context.Context, oc *dataflow.Operator
 	if o.wins, err = newWindowsState[gslot[Acc], Acc](oc.State(), gridSlots[Acc]{o.grid}); err != nil {
 		return err
 	}
-	o.cache = keycache.New[K, slotList[Acc]](oc.State(), oc.MaxParallelism, maxCachedKeys)
+	runs, err := openRuns[K, Acc](oc.State(), oc.KeyGroups, o.grid)
+	if err != nil {
+		return err
+	}
+	if o.probe != nil && o.lateness == 0 && runs.decode != nil && keycache.Cacheable(reflect.TypeFor[K]()) {
+		o.runs = runs
+		size := state.CacheEntries(oc.State())
+		if runBufferKeys > 0 {
+			size = runBufferKeys
+		}
+		o.cache = keycache.NewBuffer[K, slotList[Acc]](oc.State(), oc.MaxParallelism, max(size, 1))
+	} else {
+		o.cache = keycache.New[K, slotList[Acc]](oc.State(), oc.MaxParallelism, maxCachedKeys)
+		if len(runs.pending) > 0 {
+			if err := o.moveRuns(runs, oc.KeyGroups); err != nil {
+				return err
+			}
+		}
+	}
 	if o.cfg.lateID != "" {
 		o.late = dataflow.NewOutputTag[In](o.cfg.lateID).Output(oc)
 	}
@@ -146,13 +175,11 @@ func (o *fastAgg[K, In, Acc, Out]) Process(v In, ts dataflow.Timestamp) error {
 				s[i].acc = o.agg.Add(s[i].acc, v)
 			} else {
 				kw.Value.insert(i, gslot[Acc]{k: k, acc: o.agg.Add(o.agg.CreateAccumulator(), v)})
-				// The timers exist exactly while the window's state does.
-				end := w.MaxTimestamp()
-				if end > wm {
-					o.timers.RegisterEventTimeTimer(end)
-				}
-				if ct != end || end <= wm {
-					o.timers.RegisterEventTimeTimer(ct)
+				if o.runs != nil {
+					o.runs.note(k) // fired from ProcessWatermark
+				} else {
+					// The timers exist exactly while the window's state does.
+					o.registerTimers(w, wm, o.timers.RegisterEventTimeTimer)
 				}
 			}
 			if w.MaxTimestamp() <= wm {
@@ -178,14 +205,29 @@ func (o *fastAgg[K, In, Acc, Out]) Process(v In, ts dataflow.Timestamp) error {
 	return o.changed(kw)
 }
 
+// registerTimers registers, with reg, the timers of window w, created at
+// watermark wm: at its end, and at its cleanup time if that differs or the
+// end is past.
+func (o *fastAgg[K, In, Acc, Out]) registerTimers(w Window, wm dataflow.Timestamp, reg func(dataflow.Timestamp)) {
+	end, ct := w.MaxTimestamp(), o.cleanupTime(w)
+	if end > wm {
+		reg(end)
+	}
+	if ct != end || end <= wm {
+		reg(ct)
+	}
+}
+
 // OnTimer fires the key's windows that end at the timer, in start order,
-// then drops those whose cleanup time it is.
+// then drops those whose cleanup time it is. With runs, only keys restored
+// with windows of their own ("windows") have timers: their windows join
+// the buffer, and fire with the runs in ProcessWatermark.
 func (o *fastAgg[K, In, Acc, Out]) OnTimer(key K, t dataflow.Timer) error {
 	if t.Domain != dataflow.EventTime {
 		return nil // registers none
 	}
 	kw, err := o.windows(key, false)
-	if err != nil {
+	if err != nil || o.runs != nil {
 		return err
 	}
 	s := kw.Value.view()
@@ -273,7 +315,12 @@ func (o *fastAgg[K, In, Acc, Out]) windows(key K, record bool) (*keyWindows[K, A
 		o.direct.Value.wrap(&o.directS)
 		return &o.direct, err
 	}
-	taken := len(s) > 0 && o.cache.Owns()
+	taken := len(s) > 0 && (o.cache.Owns() || o.runs != nil)
+	if o.runs != nil {
+		for _, x := range s {
+			o.runs.note(x.k)
+		}
+	}
 	if taken {
 		if err := o.wins.Clear(); err != nil {
 			return nil, err
@@ -309,6 +356,9 @@ func (o *fastAgg[K, In, Acc, Out]) changed(kw *keyWindows[K, Acc]) error {
 // flush writes the cache's changed keys to keyed state and empties it (see
 // keycache.Cache.Flush).
 func (o *fastAgg[K, In, Acc, Out]) flush() error {
+	if o.runs != nil {
+		return o.spill()
+	}
 	err := o.cache.Flush(func(kw *keyWindows[K, Acc]) error {
 		if len(kw.Value.view()) == 0 {
 			return o.wins.Clear()
@@ -327,6 +377,98 @@ func (o *fastAgg[K, In, Acc, Out]) SnapshotState(context.Context, int64) ([]byte
 	return nil, o.flush()
 }
 
-func (o *fastAgg[K, In, Acc, Out]) ProcessWatermark(dataflow.Timestamp) error { return nil }
+// ProcessWatermark fires, with runs, the windows whose end wm reached:
+// their partials leave the buffer (the windows due are the first of each
+// key's), and are merged with the windows' runs.
+func (o *fastAgg[K, In, Acc, Out]) ProcessWatermark(wm dataflow.Timestamp) error {
+	if o.runs == nil {
+		return nil
+	}
+	due := o.runs.due(wm)
+	if len(due) == 0 {
+		return nil
+	}
+	last := due[len(due)-1]
+	mem := &o.runs.mem
+	err := o.cache.Each(func(kw *keyWindows[K, Acc], kg int, enc []byte) error {
+		s := kw.Value.view()
+		n := 0
+		for ; n < len(s) && s[n].k <= last; n++ {
+			mem.add(kg, s[n].k, enc, s[n].acc)
+		}
+		if n > 0 {
+			kw.Value.dropFirst(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	mem.sort()
+	defer mem.reset()
+	for _, k := range due {
+		w := o.grid.window(k)
+		end := w.MaxTimestamp()
+		err := o.runs.fire(k, o.agg.Merge, func(enc []byte, acc Acc) {
+			o.out.Collect(Result[K, Out]{Key: o.runs.decode(enc), Window: w, Value: o.agg.Result(acc)}, end)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// spill writes the buffer's partial accumulators as runs and empties it.
+func (o *fastAgg[K, In, Acc, Out]) spill() error {
+	err := o.cache.Drain(func(kw *keyWindows[K, Acc], kg int, enc []byte) error {
+		o.runs.add(kw.Value.view(), kg, enc)
+		return nil
+	})
+	if err == nil {
+		err = o.runs.write()
+	}
+	if err != nil {
+		return fmt.Errorf("write window buffer as runs: %w", err)
+	}
+	return nil
+}
+
+// moveRuns moves restored runs into keyed state ("windows"), for an
+// operator without runs, and registers each key's timers.
+func (o *fastAgg[K, In, Acc, Out]) moveRuns(r *runStore[K, Acc], kgs dataflow.KeyGroupRange) error {
+	reg, ok := o.timers.(dataflow.EventTimerRegistrar[K])
+	if !ok || r.decode == nil {
+		return fmt.Errorf("window state holds runs, which this operator (key type %v) cannot restore", reflect.TypeFor[K]())
+	}
+	wm := o.timers.CurrentWatermark()
+	b := r.be
+	for kg := kgs.Start; kg < kgs.End; kg++ {
+		items, err := r.take(kg, 0, true, o.agg.Merge)
+		if err != nil {
+			return err
+		}
+		for i := range items {
+			it := &items[i]
+			enc := r.q.enc(it)
+			b.SetCurrentKey(kg, enc)
+			s, _, err := o.wins.Get()
+			if err != nil {
+				return err
+			}
+			if j, found := findGslot(s, it.k); found {
+				s[j].acc = o.agg.Merge(s[j].acc, it.acc)
+			} else {
+				s = insertSlot(s, j, gslot[Acc]{k: it.k, acc: it.acc})
+			}
+			if err := o.wins.Update(s); err != nil {
+				return err
+			}
+			key := r.decode(enc)
+			o.registerTimers(o.grid.window(it.k), wm, func(t dataflow.Timestamp) { reg.RegisterEventTimeTimerFor(key, t) })
+		}
+	}
+	return nil
+}
 func (o *fastAgg[K, In, Acc, Out]) Finish(context.Context) error              { return nil }
 func (o *fastAgg[K, In, Acc, Out]) Close() error                              { return nil }

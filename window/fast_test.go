@@ -5,7 +5,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -128,9 +130,19 @@ func TestDefaultTriggerMatchesGeneralOperator(t *testing.T) {
 						if cached <= 2 {
 							cfgs = append(cfgs, badgerConfig(t))
 						}
-						for _, cfg := range cfgs {
-							require.Equal(t, want, windowScript(t, cfg, seed, a, count, window.AllowedLateness(lateness)), "cache of %d keys", cached)
-							require.Equal(t, want2, windowScript(t, cfg, seed, a, top, window.AllowedLateness(lateness)), "cache of %d keys", cached)
+						for i, cfg := range cfgs {
+							got := windowScript(t, cfg, seed, a, count, window.AllowedLateness(lateness))
+							got2 := windowScript(t, cfg, seed, a, top, window.AllowedLateness(lateness))
+							if i == 1 && lateness == 0 {
+								// Badger with no lateness keeps runs, and fires a
+								// window's keys in the order of their key groups
+								// (then encodings), not of their encodings alone.
+								require.Equal(t, inKeyOrder(want), inKeyOrder(got), "runs, buffer of %d keys", cached)
+								require.Equal(t, inKeyOrder(want2), inKeyOrder(got2), "runs, buffer of %d keys", cached)
+								continue
+							}
+							require.Equal(t, want, got, "cache of %d keys", cached)
+							require.Equal(t, want2, got2, "cache of %d keys", cached)
 						}
 						restore()
 					}
@@ -138,6 +150,19 @@ func TestDefaultTriggerMatchesGeneralOperator(t *testing.T) {
 			}
 		}
 	}
+}
+
+// inKeyOrder sorts the results of each step of fs: those of one window
+// come out in an order of keys that depends on the layout.
+func inKeyOrder(fs []fired) []fired {
+	out := make([]fired, len(fs))
+	for i, f := range fs {
+		parts := strings.Split(strings.TrimSuffix(f.Out, ";"), ";")
+		slices.Sort(parts)
+		f.Out = strings.Join(parts, ";")
+		out[i] = f
+	}
+	return out
 }
 
 // badgerConfig runs keyed state on Badger, each backend in a directory of

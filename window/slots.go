@@ -130,6 +130,13 @@ func (l *slotList[Acc]) truncate(n int) {
 	}
 }
 
+// dropFirst drops the first n windows.
+func (l *slotList[Acc]) dropFirst(n int) {
+	s := l.view()
+	copy(s, s[n:])
+	l.truncate(len(s) - n)
+}
+
 // set makes s, which the list may keep, its windows, inline if they fit.
 func (l *slotList[Acc]) set(s []gslot[Acc]) {
 	if len(s) <= len(l.inl) {

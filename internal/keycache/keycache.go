@@ -69,6 +69,7 @@ type Cache[K comparable, V any] struct {
 	limit  int // max grows up to limit
 	off    bool
 	owns   bool // the backend is in memory: see Owns
+	buffer bool // NewBuffer's: never grows or turns off
 	// lookups since the cache was last emptied
 	hits, misses int64
 
@@ -152,6 +153,19 @@ func New[K comparable, V any](backend state.Backend, maxParallelism, maxKeys int
 	c := &Cache[K, V]{max: maxKeys, limit: maxKeys * Growth, owns: state.InMemory(backend),
 		backend: backend, maxP: maxParallelism, enc: keygroup.EncoderFor[K]()}
 	c.keyAt = func(i int32) K { return c.at(int(i)).Key }
+	return c
+}
+
+// NewBuffer returns a cache of up to maxKeys keys that neither grows nor
+// turns off, for an operator that keeps partial values in it and Drains
+// them into keyed state of its own layout (a window operator's runs): it
+// is Full at maxKeys whatever the backend, and misses do not matter. It is
+// nil if keys of type K cannot be cached or maxKeys is not positive.
+func NewBuffer[K comparable, V any](backend state.Backend, maxParallelism, maxKeys int) *Cache[K, V] {
+	c := New[K, V](backend, maxParallelism, maxKeys)
+	if c != nil {
+		c.limit, c.owns, c.buffer = maxKeys, false, true
+	}
 	return c
 }
 
@@ -324,6 +338,43 @@ func (c *Cache[K, V]) Flush(write func(e *Entry[K, V]) error) error {
 			return err
 		}
 	}
+	c.empty()
+	return nil
+}
+
+// Drain calls fn with every entry, its key group and its encoded key (valid
+// during the call), in the order the keys were cached, then empties the
+// cache. It does not touch the backend: fn writes what it keeps. A Drain
+// that fails leaves the cache as it was.
+func (c *Cache[K, V]) Drain(fn func(e *Entry[K, V], keyGroup int, enc []byte) error) error {
+	if err := c.Each(fn); err != nil || c == nil {
+		return err
+	}
+	c.empty()
+	return nil
+}
+
+// Each calls fn with every entry, its key group and its encoded key (valid
+// during the call), in the order the keys were cached; fn may change the
+// entry's value. It stops at fn's first error.
+func (c *Cache[K, V]) Each(fn func(e *Entry[K, V], keyGroup int, enc []byte) error) error {
+	if c == nil {
+		return nil
+	}
+	for i := range c.n {
+		e := c.at(i)
+		b := c.enc(c.encBuf[c.encI][:0], e.Key)
+		c.encBuf[c.encI] = b
+		if err := fn(e, keygroup.Of(b, c.maxP), b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// empty drops every entry, then grows the cache or turns it off as Flush
+// says.
+func (c *Cache[K, V]) empty() {
 	full := !c.owns && c.n >= c.max
 	c.idx.clear()
 	for i := range (c.n + chunkSize - 1) / chunkSize {
@@ -331,7 +382,7 @@ func (c *Cache[K, V]) Flush(write func(e *Entry[K, V]) error) error {
 	}
 	c.n = 0
 	switch {
-	case c.hits >= c.misses:
+	case c.buffer || c.hits >= c.misses:
 	case full && c.max < c.limit:
 		c.max = min(c.limit, c.max*4)
 	default:
@@ -339,7 +390,6 @@ func (c *Cache[K, V]) Flush(write func(e *Entry[K, V]) error) error {
 		c.idx = index[K]{}
 	}
 	c.hits, c.misses = 0, 0
-	return nil
 }
 
 // SetCurrentKey makes key the backend's current key, as the runtime does

@@ -321,3 +321,36 @@ func TestCacheFindsEveryKeyAsItsIndexGrows(t *testing.T) {
 		require.NoError(t, c.Flush(func(*keycache.Entry[int64, int64]) error { return nil }))
 	}
 }
+
+// A buffer is full at its size whatever its misses, in front of either
+// backend, and never turns off; Drain hands over every entry with its key
+// group and encoding, and empties it.
+func TestBufferDrainsEveryEntry(t *testing.T) {
+	heap, err := state.NewHeap(testConfig)
+	require.NoError(t, err)
+	t.Cleanup(func() { heap.Close() })
+	for _, b := range []state.Backend{heap, newBackend(t)} {
+		c := keycache.NewBuffer[int64, int](b, 128, 100)
+		require.False(t, c.Owns())
+		enc := keygroup.EncoderFor[int64]()
+		for round := range 3 {
+			for k := range int64(100) {
+				require.False(t, c.Full())
+				require.Nil(t, c.Get(k+int64(round)*1000), "every lookup misses")
+				c.Put(k+int64(round)*1000, int(k))
+			}
+			require.True(t, c.Full(), "a buffer does not grow")
+			got := map[int64]int{}
+			require.NoError(t, c.Drain(func(e *keycache.Entry[int64, int], kg int, b []byte) error {
+				want := enc(nil, e.Key)
+				require.Equal(t, want, b)
+				require.Equal(t, keygroup.Of(want, 128), kg)
+				got[e.Key] = e.Value
+				return nil
+			}))
+			require.Len(t, got, 100)
+			require.Equal(t, 0, c.Len())
+			require.True(t, c.On(), "a buffer that missed stays on")
+		}
+	}
+}

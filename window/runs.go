@@ -1,0 +1,480 @@
+package window
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"reflect"
+	"slices"
+	"unsafe"
+
+	"github.com/sluicedata/sluice/dataflow"
+	"github.com/sluicedata/sluice/internal/keygroup"
+	"github.com/sluicedata/sluice/state"
+)
+
+// Runs: the fast operator's layout in front of a store (Badger).
+//
+// Kept per key, a window's accumulator in Badger costs a point read for
+// every record of a key the cache does not hold (to add to what is stored)
+// and another when the window fires: with more keys than the cache holds,
+// the job runs at the store's random-read rate. In front of a store, for
+// windows with no allowed lateness and keys of integer or string type, the
+// operator instead keeps a buffer of partial accumulators (a
+// keycache.NewBuffer as big as the backend's cache) and, when it is full
+// and at each checkpoint, writes it out as runs: per key group and window,
+// the buffer's keys of that group with their partial accumulators in the
+// order of their encodings, in chunks of up to runChunkBytes. Writing a
+// run reads nothing. When the watermark passes a window's end, the
+// operator reads that window's runs one key group at a time, merges the
+// partial accumulators of each key (AggregateFunction.Merge), emits the
+// results in key order and deletes the runs. Every record then costs a
+// buffer lookup; the store sees sequential chunk writes and reads, and no
+// per-key timers are kept (the operator fires windows from
+// ProcessWatermark).
+//
+// State: chunks are a Value[[]byte] named "window-runs" written through to
+// the store (state.WithWriteThrough), under the key [window number, 8
+// bytes][sequence, 8 bytes] after their key group's 2 bytes; each key
+// group's chunks are listed in a Value[[]runRef] named "window-run-index"
+// under the key [key group, 2 bytes]"runs" (see indexKey). A chunk names its window by start and end, so state written
+// with other windows is refused, as for "windows". Both are keyed state:
+// checkpoints and savepoints carry them, and a restore at another
+// parallelism keeps each key group's runs whole.
+//
+// Layouts meet in both directions. A runs operator that restores "windows"
+// (written without runs: the heap backend, or a lateness) takes a key's
+// windows into its buffer when a record or the key's timer comes, and
+// fires them with the runs. An operator without runs that restores runs
+// (a Badger savepoint restored on the heap) moves them into "windows" at
+// Open and registers each key's timers (dataflow.EventTimerRegistrar).
+
+// runChunkBytes bounds a chunk, well under Badger's value threshold (see
+// state.WithWriteThrough).
+const runChunkBytes = 16 << 10
+
+// runVersion starts a chunk's encoding.
+const runVersion = 1
+
+// A backend holds a key once whatever its key group (a key's group is the
+// hash of its encoding), so the keys of runs and indexes, which are not
+// encodings of keys, start with their key group.
+
+// indexKey returns the key of key group kg's index of runs.
+func (r *runStore[K, Acc]) indexKey(kg int) []byte {
+	r.kbi = 1 - r.kbi
+	kb := r.kbuf[r.kbi][:0]
+	kb = binary.BigEndian.AppendUint16(kb, uint16(kg))
+	return append(kb, "runs"...)
+}
+
+// runRef names one chunk of a key group: window K, sequence Seq.
+type runRef struct {
+	K   int64  `msgpack:"k"`
+	Seq uint64 `msgpack:"s"`
+}
+
+// runItem is one key's partial accumulator of one window, while a run is
+// written or merged: its encoding is arena[off:off+n] of its itemBuf.
+type runItem[Acc any] struct {
+	kg  uint16
+	k   int64
+	off uint32
+	n   uint32
+	acc Acc
+}
+
+// itemBuf holds runItems and their keys' encodings.
+type itemBuf[Acc any] struct {
+	items []runItem[Acc]
+	arena []byte
+}
+
+func (b *itemBuf[Acc]) add(kg int, k int64, enc []byte, acc Acc) {
+	off := uint32(len(b.arena))
+	b.arena = append(b.arena, enc...)
+	b.items = append(b.items, runItem[Acc]{kg: uint16(kg), k: k, off: off, n: uint32(len(enc)), acc: acc})
+}
+
+func (b *itemBuf[Acc]) enc(it *runItem[Acc]) []byte { return b.arena[it.off : it.off+it.n] }
+
+// reset empties b, dropping the accumulators' references.
+func (b *itemBuf[Acc]) reset() {
+	clear(b.items)
+	b.items, b.arena = b.items[:0], b.arena[:0]
+}
+
+// compare orders items by window, key group, then encoding.
+func (b *itemBuf[Acc]) compare(x, y *runItem[Acc]) int {
+	switch {
+	case x.k != y.k:
+		if x.k < y.k {
+			return -1
+		}
+		return 1
+	case x.kg != y.kg:
+		return int(x.kg) - int(y.kg)
+	}
+	return bytes.Compare(b.enc(x), b.enc(y))
+}
+
+// sort sorts the items by window, key group and encoding, stably: the
+// partials of a key stay in the order they were added.
+func (b *itemBuf[Acc]) sort() {
+	slices.SortStableFunc(b.items, func(x, y runItem[Acc]) int { return b.compare(&x, &y) })
+}
+
+// runStore is the runs of a fast operator (see Runs above). It is used by
+// the operator's goroutine only.
+type runStore[K comparable, Acc any] struct {
+	be      state.Backend
+	chunks  *state.Value[[]byte]
+	index   *state.Value[[]runRef]
+	kgs     dataflow.KeyGroupRange
+	acc     state.Codec[Acc]
+	decode  func(enc []byte) K
+	grid    grid
+	pending []int64 // windows with runs or buffered accumulators, ascending
+	seq     uint64  // the next chunk's sequence
+
+	q     itemBuf[Acc] // the queue of write, and the items of take
+	mem   itemBuf[Acc] // the buffer's partials of the windows firing
+	buf   []byte
+	abuf  []byte
+	// chunk and index keys given to the backend in turn: each stays valid
+	// until the next is set
+	kbuf [2][18]byte
+	kbi  int
+}
+
+// keyDecoder returns the inverse of keygroup.EncoderFor[K] for integer and
+// string key types, nil for others.
+func keyDecoder[K comparable]() func(enc []byte) K {
+	if d := keygroup.DecoderFor[K](); d != nil {
+		return func(enc []byte) K { return d(binary.BigEndian.Uint64(enc)) }
+	}
+	if reflect.TypeFor[K]().Kind() == reflect.String {
+		return func(enc []byte) (k K) {
+			*(*string)(unsafe.Pointer(&k)) = string(enc)
+			return k
+		}
+	}
+	return nil
+}
+
+// openRuns declares the runs' state on b and reads which windows have
+// runs, from the index of each of the subtask's key groups.
+func openRuns[K comparable, Acc any](b state.Backend, kgs dataflow.KeyGroupRange, g grid) (*runStore[K, Acc], error) {
+	if err := state.CheckEncodable[Acc](); err != nil {
+		return nil, fmt.Errorf("window accumulator: %w", err)
+	}
+	r := &runStore[K, Acc]{be: b, kgs: kgs, acc: state.Msgpack[Acc](), decode: keyDecoder[K](), grid: g}
+	var err error
+	if r.chunks, err = state.NewValue[[]byte](b, "window-runs", state.WithWriteThrough()); err != nil {
+		return nil, err
+	}
+	if r.index, err = state.NewValue[[]runRef](b, "window-run-index"); err != nil {
+		return nil, err
+	}
+	for kg := kgs.Start; kg < kgs.End; kg++ {
+		refs, err := r.refs(kg)
+		if err != nil {
+			return nil, err
+		}
+		for _, ref := range refs {
+			r.note(ref.K)
+			r.seq = max(r.seq, ref.Seq+1)
+		}
+	}
+	return r, nil
+}
+
+// refs returns key group kg's index, making kg's index key current.
+func (r *runStore[K, Acc]) refs(kg int) ([]runRef, error) {
+	r.be.SetCurrentKey(kg, r.indexKey(kg))
+	refs, _, err := r.index.Get()
+	if err != nil {
+		return nil, fmt.Errorf("window runs of key group %d: %w", kg, err)
+	}
+	return refs, nil
+}
+
+// note records that window k has partial accumulators.
+func (r *runStore[K, Acc]) note(k int64) {
+	i, ok := slices.BinarySearch(r.pending, k)
+	if !ok {
+		r.pending = slices.Insert(r.pending, i, k)
+	}
+}
+
+// add queues key's partial accumulators (a cache entry of the buffer) for
+// the next write: keyGroup and enc are the key's.
+func (r *runStore[K, Acc]) add(s []gslot[Acc], keyGroup int, enc []byte) {
+	for _, x := range s {
+		r.q.add(keyGroup, x.k, enc, x.acc)
+	}
+}
+
+// write writes the queued accumulators as runs, one per key group and
+// window, and empties the queue.
+func (r *runStore[K, Acc]) write() error {
+	items := r.q.items
+	slices.SortFunc(items, func(a, b runItem[Acc]) int {
+		if a.kg != b.kg {
+			return int(a.kg) - int(b.kg)
+		}
+		return r.q.compare(&a, &b)
+	})
+	for i := 0; i < len(items); {
+		kg := items[i].kg
+		refs, err := r.refs(int(kg))
+		if err != nil {
+			return err
+		}
+		for i < len(items) && items[i].kg == kg {
+			j := i
+			for j < len(items) && items[j].kg == kg && items[j].k == items[i].k {
+				j++
+			}
+			if refs, err = r.writeRun(int(kg), items[i:j], refs); err != nil {
+				return err
+			}
+			r.note(items[i].k)
+			i = j
+		}
+		r.be.SetCurrentKey(int(kg), r.indexKey(int(kg)))
+		if err := r.index.Update(refs); err != nil {
+			return fmt.Errorf("window runs of key group %d: %w", kg, err)
+		}
+	}
+	r.q.reset()
+	return nil
+}
+
+// writeRun writes the items of one key group and window in chunks and
+// returns refs with theirs appended.
+func (r *runStore[K, Acc]) writeRun(kg int, items []runItem[Acc], refs []runRef) ([]runRef, error) {
+	w := r.grid.window(items[0].k)
+	for len(items) > 0 {
+		b := append(r.buf[:0], runVersion)
+		b = binary.AppendVarint(b, int64(w.Start))
+		b = binary.AppendUvarint(b, uint64(w.End)-uint64(w.Start))
+		n := 0
+		for n < len(items) && (n == 0 || len(b) < runChunkBytes) {
+			enc := r.q.enc(&items[n])
+			b = binary.AppendUvarint(b, uint64(len(enc)))
+			b = append(b, enc...)
+			var err error
+			if r.abuf, err = r.acc.Append(r.abuf[:0], items[n].acc); err != nil {
+				return refs, fmt.Errorf("accumulator of window %v: %w", w, err)
+			}
+			b = binary.AppendUvarint(b, uint64(len(r.abuf)))
+			b = append(b, r.abuf...)
+			n++
+		}
+		r.buf = b
+		ref := runRef{K: items[0].k, Seq: r.seq}
+		r.seq++
+		r.be.SetCurrentKey(kg, r.chunkKey(kg, ref))
+		if err := r.chunks.Update(slices.Clone(b)); err != nil {
+			return refs, fmt.Errorf("window run of key group %d, window %v: %w", kg, w, err)
+		}
+		refs = append(refs, ref)
+		items = items[n:]
+	}
+	return refs, nil
+}
+
+// chunkKey returns the key of chunk ref of key group kg, in the buffer
+// the backend's current key is not in.
+func (r *runStore[K, Acc]) chunkKey(kg int, ref runRef) []byte {
+	r.kbi = 1 - r.kbi
+	kb := r.kbuf[r.kbi][:0]
+	kb = binary.BigEndian.AppendUint16(kb, uint16(kg))
+	kb = binary.BigEndian.AppendUint64(kb, uint64(ref.K))
+	return binary.BigEndian.AppendUint64(kb, ref.Seq)
+}
+
+// read appends the items of the chunk ref of key group kg to r.items, and
+// deletes the chunk.
+func (r *runStore[K, Acc]) read(kg int, ref runRef) error {
+	r.be.SetCurrentKey(kg, r.chunkKey(kg, ref))
+	b, ok, err := r.chunks.Get()
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: chunk %d of window %d missing", errSlots, ref.Seq, ref.K)
+	}
+	if err == nil {
+		err = r.decodeChunk(kg, ref.K, b)
+	}
+	if err == nil {
+		err = r.chunks.Clear()
+	}
+	if err != nil {
+		return fmt.Errorf("window runs of key group %d: %w", kg, err)
+	}
+	return nil
+}
+
+func (r *runStore[K, Acc]) decodeChunk(kg int, k int64, b []byte) error {
+	if len(b) == 0 || b[0] != runVersion {
+		return fmt.Errorf("%w: run chunk not version %d", errSlots, runVersion)
+	}
+	b = b[1:]
+	start, n := binary.Varint(b)
+	if n <= 0 {
+		return fmt.Errorf("%w: run chunk: bad window", errSlots)
+	}
+	b = b[n:]
+	size, n := binary.Uvarint(b)
+	if n <= 0 {
+		return fmt.Errorf("%w: run chunk: bad window", errSlots)
+	}
+	b = b[n:]
+	w := Window{Start: dataflow.Timestamp(start), End: dataflow.Timestamp(uint64(start) + size)}
+	if got, err := r.grid.index(w); err != nil {
+		return err
+	} else if got != k {
+		return fmt.Errorf("%w: run chunk of window %v listed as window %d", errSlots, w, k)
+	}
+	for len(b) > 0 {
+		var enc, ab []byte
+		var ok bool
+		if enc, b, ok = cutUvarintPrefixed(b); !ok {
+			return fmt.Errorf("%w: run chunk: bad key", errSlots)
+		}
+		if ab, b, ok = cutUvarintPrefixed(b); !ok {
+			return fmt.Errorf("%w: run chunk: bad accumulator", errSlots)
+		}
+		acc, err := r.acc.Decode(ab)
+		if err != nil {
+			return fmt.Errorf("%w: accumulator of window %v: %v", errSlots, w, err)
+		}
+		r.q.add(kg, k, enc, acc)
+	}
+	return nil
+}
+
+func cutUvarintPrefixed(b []byte) (v, rest []byte, ok bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return nil, nil, false
+	}
+	return b[k : k+int(n)], b[k+int(n):], true
+}
+
+// take reads and deletes the runs of window k in key group kg (every run
+// when all) and returns their items, merged by key with merge, in order of
+// window and key; the items, and their encodings in r.q, are valid until
+// the next call of add or take.
+func (r *runStore[K, Acc]) take(kg int, k int64, all bool, merge func(a, b Acc) Acc) ([]runItem[Acc], error) {
+	r.q.reset()
+	refs, err := r.refs(kg)
+	if err != nil || len(refs) == 0 {
+		return nil, err
+	}
+	keep := refs[:0:0]
+	for _, ref := range refs {
+		if !all && ref.K != k {
+			keep = append(keep, ref)
+			continue
+		}
+		if err := r.read(kg, ref); err != nil {
+			return nil, err
+		}
+	}
+	if len(keep) == len(refs) {
+		return nil, nil
+	}
+	r.be.SetCurrentKey(kg, r.indexKey(kg))
+	if len(keep) == 0 {
+		err = r.index.Clear()
+	} else {
+		err = r.index.Update(keep)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("window runs of key group %d: %w", kg, err)
+	}
+	// Each run is in key order; their concatenation is sorted stably, so
+	// that partials of a key merge in the order they were written.
+	r.q.sort()
+	items := r.q.items
+	out := items[:0]
+	for i := range items {
+		if n := len(out); n > 0 && r.q.compare(&out[n-1], &items[i]) == 0 {
+			out[n-1].acc = merge(out[n-1].acc, items[i].acc)
+			continue
+		}
+		out = append(out, items[i])
+	}
+	clear(items[len(out):])
+	// The queue is empty again; out and the arena stay as they are until
+	// the next add or take.
+	r.q.items = items[:0]
+	return out, nil
+}
+
+// fire calls emit with the merged accumulator of every key of window k,
+// key group by key group, in order of encoding: from the window's runs,
+// which it reads and deletes, and from r.mem, which holds the partials
+// taken from the buffer, sorted (itemBuf.sort), each key once a window.
+// The encoding passed to emit is valid during the call.
+func (r *runStore[K, Acc]) fire(k int64, merge func(a, b Acc) Acc, emit func(enc []byte, acc Acc)) error {
+	m := r.mem.items
+	mi, _ := slices.BinarySearchFunc(m, k, func(it runItem[Acc], k int64) int {
+		switch {
+		case it.k < k:
+			return -1
+		case it.k > k:
+			return 1
+		}
+		return 0
+	})
+	for kg := r.kgs.Start; kg < r.kgs.End; kg++ {
+		mj := mi
+		for mj < len(m) && m[mj].k == k && int(m[mj].kg) == kg {
+			mj++
+		}
+		runs, err := r.take(kg, k, false, merge)
+		if err != nil {
+			return err
+		}
+		// Two lists in order of encoding, each key once: merge them.
+		i, j := 0, mi
+		for i < len(runs) || j < mj {
+			var c int
+			switch {
+			case i == len(runs):
+				c = 1
+			case j == mj:
+				c = -1
+			default:
+				c = bytes.Compare(r.q.enc(&runs[i]), r.mem.enc(&m[j]))
+			}
+			switch {
+			case c < 0:
+				emit(r.q.enc(&runs[i]), runs[i].acc)
+				i++
+			case c > 0:
+				emit(r.mem.enc(&m[j]), m[j].acc)
+				j++
+			default:
+				emit(r.q.enc(&runs[i]), merge(runs[i].acc, m[j].acc))
+				i, j = i+1, j+1
+			}
+		}
+		mi = mj
+	}
+	return nil
+}
+
+// due returns the pending windows whose end the watermark wm reached, and
+// drops them from pending.
+func (r *runStore[K, Acc]) due(wm dataflow.Timestamp) []int64 {
+	n := 0
+	for n < len(r.pending) && r.grid.window(r.pending[n]).MaxTimestamp() <= wm {
+		n++
+	}
+	d := slices.Clone(r.pending[:n])
+	r.pending = slices.Delete(r.pending, 0, n)
+	return d
+}
