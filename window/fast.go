@@ -470,5 +470,5 @@ func (o *fastAgg[K, In, Acc, Out]) moveRuns(r *runStore[K, Acc], kgs dataflow.Ke
 	}
 	return nil
 }
-func (o *fastAgg[K, In, Acc, Out]) Finish(context.Context) error              { return nil }
-func (o *fastAgg[K, In, Acc, Out]) Close() error                              { return nil }
+func (o *fastAgg[K, In, Acc, Out]) Finish(context.Context) error { return nil }
+func (o *fastAgg[K, In, Acc, Out]) Close() error                 { return nil }

@@ -137,10 +137,10 @@ type runStore[K comparable, Acc any] struct {
 	pending []int64 // windows with runs or buffered accumulators, ascending
 	seq     uint64  // the next chunk's sequence
 
-	q     itemBuf[Acc] // the queue of write, and the items of take
-	mem   itemBuf[Acc] // the buffer's partials of the windows firing
-	buf   []byte
-	abuf  []byte
+	q    itemBuf[Acc] // the queue of write, and the items of take
+	mem  itemBuf[Acc] // the buffer's partials of the windows firing
+	buf  []byte
+	abuf []byte
 	// chunk and index keys given to the backend in turn: each stays valid
 	// until the next is set
 	kbuf [2][18]byte
