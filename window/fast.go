@@ -404,7 +404,7 @@ func (o *fastAgg[K, In, Acc, Out]) ProcessWatermark(wm dataflow.Timestamp) error
 	if err != nil {
 		return err
 	}
-	mem.sort()
+	mem.sortDistinct() // a key's windows are distinct
 	defer mem.reset()
 	for _, k := range due {
 		w := o.grid.window(k)

@@ -2,6 +2,7 @@ package window
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"reflect"
@@ -79,6 +80,7 @@ type runRef struct {
 type runItem[Acc any] struct {
 	kg  uint16
 	k   int64
+	pfx uint64 // the encoding's first 8 bytes, big-endian, zero-padded: compared first
 	off uint32
 	n   uint32
 	acc Acc
@@ -93,7 +95,18 @@ type itemBuf[Acc any] struct {
 func (b *itemBuf[Acc]) add(kg int, k int64, enc []byte, acc Acc) {
 	off := uint32(len(b.arena))
 	b.arena = append(b.arena, enc...)
-	b.items = append(b.items, runItem[Acc]{kg: uint16(kg), k: k, off: off, n: uint32(len(enc)), acc: acc})
+	b.items = append(b.items, runItem[Acc]{kg: uint16(kg), k: k, pfx: prefix(enc), off: off, n: uint32(len(enc)), acc: acc})
+}
+
+// prefix returns the first 8 bytes of enc as a big-endian number, padded
+// with zeros: numbers compare as the encodings' first 8 bytes do.
+func prefix(enc []byte) uint64 {
+	if len(enc) >= 8 {
+		return binary.BigEndian.Uint64(enc)
+	}
+	var b [8]byte
+	copy(b[:], enc)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 func (b *itemBuf[Acc]) enc(it *runItem[Acc]) []byte { return b.arena[it.off : it.off+it.n] }
@@ -114,6 +127,11 @@ func (b *itemBuf[Acc]) compare(x, y *runItem[Acc]) int {
 		return 1
 	case x.kg != y.kg:
 		return int(x.kg) - int(y.kg)
+	case x.pfx != y.pfx:
+		if x.pfx < y.pfx {
+			return -1
+		}
+		return 1
 	}
 	return bytes.Compare(b.enc(x), b.enc(y))
 }
@@ -122,6 +140,12 @@ func (b *itemBuf[Acc]) compare(x, y *runItem[Acc]) int {
 // partials of a key stay in the order they were added.
 func (b *itemBuf[Acc]) sort() {
 	slices.SortStableFunc(b.items, func(x, y runItem[Acc]) int { return b.compare(&x, &y) })
+}
+
+// sortDistinct is sort for items that are each of a distinct key and
+// window, which need no stable sort.
+func (b *itemBuf[Acc]) sortDistinct() {
+	slices.SortFunc(b.items, func(x, y runItem[Acc]) int { return b.compare(&x, &y) })
 }
 
 // runStore is the runs of a fast operator (see Runs above). It is used by
@@ -416,7 +440,8 @@ func (r *runStore[K, Acc]) take(kg int, k int64, all bool, merge func(a, b Acc) 
 // fire calls emit with the merged accumulator of every key of window k,
 // key group by key group, in order of encoding: from the window's runs,
 // which it reads and deletes, and from r.mem, which holds the partials
-// taken from the buffer, sorted (itemBuf.sort), each key once a window.
+// taken from the buffer, sorted (itemBuf.sortDistinct), each key once a
+// window.
 // The encoding passed to emit is valid during the call.
 func (r *runStore[K, Acc]) fire(k int64, merge func(a, b Acc) Acc, emit func(enc []byte, acc Acc)) error {
 	m := r.mem.items
@@ -447,6 +472,8 @@ func (r *runStore[K, Acc]) fire(k int64, merge func(a, b Acc) Acc, emit func(enc
 				c = 1
 			case j == mj:
 				c = -1
+			case runs[i].pfx != m[j].pfx:
+				c = cmp.Compare(runs[i].pfx, m[j].pfx)
 			default:
 				c = bytes.Compare(r.q.enc(&runs[i]), r.mem.enc(&m[j]))
 			}
