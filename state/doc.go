@@ -88,6 +88,16 @@
 // across restores. TTL covers a key's whole value: a list, or a whole map (any
 // write to the map refreshes it).
 //
+// # Large values
+//
+// On Badger, a Value declared WithWriteThrough goes to the store in batches
+// soon after each write instead of waiting in the cache, whose bound
+// counts entries, not bytes: for large values written once and read back
+// once, such as an operator's spilled runs (package window keeps a
+// window's partial accumulators that way). The heap backend ignores it.
+// CacheEntries tells an operator how big the backend's cache is, to size a
+// buffer of its own by it.
+//
 // # Snapshots
 //
 // Backend.Snapshot captures the state synchronously and returns a *Snapshot

@@ -83,6 +83,17 @@
 // contents, trigger counters and sessions are keyed state; firing times are
 // keyed timers.
 //
+// In front of a store (state.NewBadger), an Aggregate over tumbling or
+// sliding windows with the default trigger, no allowed lateness and keys
+// of integer or string type keeps no state per key: it buffers partial
+// accumulators (as many keys as the backend's cache holds), writes them out
+// as sorted runs per key group and window when the buffer fills and at each
+// checkpoint, and fires a window by merging its runs (with the
+// AggregateFunction's Merge), key group by key group. A record then costs a
+// buffer lookup and never a read of the store, and firing reads the
+// window's runs in sequence. Savepoints move between this layout and the
+// per-key one (on the heap, or with a lateness) in both directions.
+//
 // A Trigger decides when a window fires: EventTimeTrigger (the default: when
 // the watermark passes the window's end, and again for each record within
 // AllowedLateness), ProcessingTimeTrigger, CountTrigger,

@@ -34,6 +34,12 @@ import (
 // that memory holds them once, and has no bound. A cache that misses more
 // than it hits is turned off. A cached key's windows are a slotList: a
 // tumbling window's sit in the cache entry itself.
+//
+// In front of a store with no allowed lateness and keys of integer or
+// string type, the operator keeps runs instead (see runs.go): the cache is
+// a bounded buffer of partial accumulators, written out as sorted runs
+// without reading anything, and a window fires from ProcessWatermark by
+// merging its runs and the buffer's partials; no per-key timer is kept.
 type fastAgg[K comparable, In, Acc, Out any] struct {
 	cfg config
 	// the assigner's: windows of size starting at offset plus multiples of

@@ -27,12 +27,14 @@ import (
 // the buffer's keys of that group with their partial accumulators in the
 // order of their encodings, in chunks of up to runChunkBytes. Writing a
 // run reads nothing. When the watermark passes a window's end, the
-// operator reads that window's runs one key group at a time, merges the
-// partial accumulators of each key (AggregateFunction.Merge), emits the
-// results in key order and deletes the runs. Every record then costs a
-// buffer lookup; the store sees sequential chunk writes and reads, and no
-// per-key timers are kept (the operator fires windows from
-// ProcessWatermark).
+// operator takes that window's partials out of the buffer, reads the
+// window's runs one key group at a time, merges the partial accumulators
+// of each key (AggregateFunction.Merge), emits the results in key order
+// and deletes the runs. Every record then costs a buffer lookup; the store
+// sees sequential chunk writes and reads, and no per-key timers are kept
+// (the operator fires windows from ProcessWatermark). Results of one window
+// come out key group by key group, in order of encoding within each, where
+// per-key timers give them in order of encoding alone.
 //
 // State: chunks are a Value[[]byte] named "window-runs" written through to
 // the store (state.WithWriteThrough), under the key [window number, 8
@@ -49,6 +51,11 @@ import (
 // fires them with the runs. An operator without runs that restores runs
 // (a Badger savepoint restored on the heap) moves them into "windows" at
 // Open and registers each key's timers (dataflow.EventTimerRegistrar).
+//
+// Not handled: per-key windows written with an allowed lateness and
+// restored into runs. A window that had fired and was kept for late
+// records fires again when the runs take it in, as the restored state
+// does not say that it fired.
 
 // runChunkBytes bounds a chunk, well under Badger's value threshold (see
 // state.WithWriteThrough).
