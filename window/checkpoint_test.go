@@ -93,15 +93,10 @@ func (sumSeq) Merge(a, b window.AvgAcc) window.AvgAcc {
 func (sumSeq) Result(a window.AvgAcc) window.AvgAcc { return a }
 
 // slidingJob sums readings per sensor in sliding windows of 300 ms every
-// 100 ms with 50 ms of allowed lateness, so that windows have separate end
-// and cleanup timers. Reading seq is at seq ms, up to 20 ms out of order,
+// 100 ms with the allowed lateness (50 ms gives windows separate end and
+// cleanup timers; 0 keeps runs in front of Badger). Reading seq is at seq ms, up to 20 ms out of order,
 // within the watermarks' bound: the results do not depend on parallelism.
-func slidingJob(cfg dataflow.Config, total int64, rate float64, out *committed[sensorWindow], passed func(seq int64)) *dataflow.Job {
-	return slidingJobWithLateness(cfg, 50*time.Millisecond, total, rate, out, passed)
-}
-
-// slidingJobWithLateness is slidingJob with another allowed lateness.
-func slidingJobWithLateness(cfg dataflow.Config, lateness time.Duration, total int64, rate float64, out *committed[sensorWindow], passed func(seq int64)) *dataflow.Job {
+func slidingJob(cfg dataflow.Config, lateness time.Duration, total int64, rate float64, out *committed[sensorWindow], passed func(seq int64)) *dataflow.Job {
 	job := dataflow.NewJob("sliding", cfg)
 	src := memory.Generator(job, "readings", memory.GeneratorConfig[reading]{
 		Count: total,
@@ -191,14 +186,14 @@ func TestWindowStateMovesBetweenLayouts(t *testing.T) {
 	}
 }
 
-// savepointAndRestore runs slidingJobWithLateness at parallelism 2 on
+// savepointAndRestore runs slidingJob at parallelism 2 on
 // backend from, stops it with a savepoint a third of the way, restores it
 // at parallelism 3 on backend to, and checks that the two runs committed
 // what one uninterrupted run on the heap gives.
 func savepointAndRestore(t *testing.T, from, to backendFor, lateness time.Duration) {
 	const total = 3000
 	ref := &committed[sensorWindow]{ids: map[string]bool{}}
-	require.NoError(t, slidingJobWithLateness(dataflow.Config{}, lateness, total, 0, ref, nil).Run(context.Background()))
+	require.NoError(t, slidingJob(dataflow.Config{}, lateness, total, 0, ref, nil).Run(context.Background()))
 	want := sortWindows(ref.values())
 	require.GreaterOrEqual(t, len(want), 41*total/100, "every sensor has readings in every window")
 
@@ -213,7 +208,7 @@ func savepointAndRestore(t *testing.T, from, to backendFor, lateness time.Durati
 	out := &committed[sensorWindow]{ids: map[string]bool{}}
 	passed := make(chan struct{})
 	var once sync.Once
-	jobA := slidingJobWithLateness(dataflow.Config{Parallelism: 2, StateBackend: from(t.TempDir()),
+	jobA := slidingJob(dataflow.Config{Parallelism: 2, StateBackend: from(t.TempDir()),
 		Checkpoint: checkpoint.Config{Interval: 10 * time.Millisecond}, CheckpointStorage: ckpts},
 		lateness, total, total/2, out, func(seq int64) {
 			if seq >= total/3 {
@@ -234,7 +229,7 @@ func savepointAndRestore(t *testing.T, from, to backendFor, lateness time.Durati
 
 	restoreFrom, err := checkpoint.OpenLocalStorage(spDir)
 	require.NoError(t, err)
-	jobB := slidingJobWithLateness(dataflow.Config{Parallelism: 3, StateBackend: to(t.TempDir()), RestoreFrom: restoreFrom},
+	jobB := slidingJob(dataflow.Config{Parallelism: 3, StateBackend: to(t.TempDir()), RestoreFrom: restoreFrom},
 		lateness, total, 0, out, nil)
 	require.NoError(t, jobB.Run(ctx))
 	requireSameWindows(t, want, sortWindows(out.values()))
