@@ -94,8 +94,9 @@ func (sumSeq) Result(a window.AvgAcc) window.AvgAcc { return a }
 
 // slidingJob sums readings per sensor in sliding windows of 300 ms every
 // 100 ms with the allowed lateness (50 ms gives windows separate end and
-// cleanup timers; 0 keeps runs in front of Badger). Reading seq is at seq ms, up to 20 ms out of order,
-// within the watermarks' bound: the results do not depend on parallelism.
+// cleanup timers; 0 keeps runs in front of Badger). Reading seq is at seq
+// ms, up to 20 ms out of order, within the watermarks' bound: the results
+// do not depend on parallelism.
 func slidingJob(cfg dataflow.Config, lateness time.Duration, total int64, rate float64, out *committed[sensorWindow], passed func(seq int64)) *dataflow.Job {
 	job := dataflow.NewJob("sliding", cfg)
 	src := memory.Generator(job, "readings", memory.GeneratorConfig[reading]{
