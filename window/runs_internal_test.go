@@ -1,6 +1,8 @@
 package window
 
 import (
+	"encoding/binary"
+	"fmt"
 	"testing"
 	"time"
 
@@ -39,4 +41,72 @@ func TestRunsComeBackWindowByWindow(t *testing.T) {
 		}
 		require.Equal(t, 1000, n)
 	}
+}
+
+// A chunk that does not decode, one of other windows than the operator's,
+// and one the index lists but the store lacks each fail with an error
+// naming the key group and what is wrong, and leave the other key groups'
+// runs alone.
+func TestCorruptRunsAreRefused(t *testing.T) {
+	b, err := state.NewBadger(state.Config{OperatorUID: "x", KeyGroups: keygroup.Range{Start: 0, End: 128}}, state.BadgerConfig{Dir: t.TempDir(), CacheEntries: 100})
+	require.NoError(t, err)
+	defer b.Close()
+	kgs := dataflow.KeyGroupRange{Start: 0, End: 128}
+	g := newGrid(dataflow.Timestamp(10*time.Second), dataflow.Timestamp(10*time.Second), 0)
+	r, err := openRuns[int64, int64](b, kgs, g)
+	require.NoError(t, err)
+	enc := keygroup.EncoderFor[int64]()
+	groups := map[int]bool{}
+	for k := int64(0); len(groups) < 4; k++ {
+		e := enc(nil, k)
+		kg := keygroup.Of(e, 128)
+		if !groups[kg] {
+			groups[kg] = true
+			r.add([]gslot[int64]{{k: 0, acc: k}}, kg, e)
+		}
+	}
+	require.NoError(t, r.write())
+	var kg []int
+	for g := range groups {
+		kg = append(kg, g)
+	}
+	merge := func(a, b int64) int64 { return a + b }
+	overwrite := func(kg int, b2 []byte) {
+		refs, err := r.refs(kg)
+		require.NoError(t, err)
+		require.Len(t, refs, 1)
+		b.SetCurrentKey(kg, r.chunkKey(kg, refs[0]))
+		if b2 == nil {
+			require.NoError(t, r.chunks.Clear())
+			return
+		}
+		require.NoError(t, r.chunks.Update(b2))
+	}
+	// window 0's header, then a key of 5 bytes with 1 byte left
+	bad := binary.AppendUvarint(binary.AppendVarint([]byte{runVersion}, 0), uint64(10*time.Second))
+	overwrite(kg[0], append(bad, 5, 1))
+	_, err = r.take(kg[0], 0, false, merge)
+	require.ErrorContains(t, err, fmt.Sprintf("window runs of key group %d: window: corrupt window state: run chunk: bad key", kg[0]))
+
+	// a 7 s window, where the operator's are 10 s
+	other := newGrid(dataflow.Timestamp(7*time.Second), dataflow.Timestamp(7*time.Second), 0)
+	ro := &runStore[int64, int64]{be: b, acc: r.acc, grid: other, chunks: r.chunks, index: r.index}
+	ro.add([]gslot[int64]{{k: 0, acc: 1}}, kg[1], enc(nil, 1))
+	ro.q.sort()
+	refs, err := r.refs(kg[1])
+	require.NoError(t, err)
+	ro.seq = refs[0].Seq
+	_, err = ro.writeRun(kg[1], ro.q.items, nil)
+	require.NoError(t, err)
+	_, err = r.take(kg[1], 0, false, merge)
+	require.ErrorContains(t, err, "the state was written by another window assigner")
+
+	overwrite(kg[2], nil)
+	_, err = r.take(kg[2], 0, false, merge)
+	require.ErrorContains(t, err, fmt.Sprintf("window runs of key group %d: window: corrupt window state: chunk", kg[2]))
+	require.ErrorContains(t, err, "missing")
+
+	items, err := r.take(kg[3], 0, false, merge)
+	require.NoError(t, err)
+	require.Len(t, items, 1, "another key group's runs are whole")
 }
