@@ -258,7 +258,9 @@ func failover(t *testing.T, f *natsFixture, nodes []*execNode, via *execNode, vi
 	require.Equal(t, "object store bucket "+BucketName(s.ClusterID, "cp")+" on "+f.srv.URL(), before.Location)
 	require.Eventually(t, func() bool { return f.outCount() > 0 }, 30*time.Second, 10*time.Millisecond)
 
+	killed := time.Now()
 	dead.kill(t)
+	outAtKill := f.outCount()
 	f.publish(half)
 	// The leader (maybe a new one) moves it whole to a node with room,
 	// which restores it from the checkpoint and reads on.
@@ -267,6 +269,11 @@ func failover(t *testing.T, f *natsFixture, nodes []*execNode, via *execNode, vi
 		return !s.Nodes[victim].Up && a != "" && a != victim
 	})
 	heir := assignedTo(s, "cp")
+	// Failover time: from the kill to the first output of the new node
+	// (its first checkpoint commits it), with the tests' node timeout.
+	require.Eventually(t, func() bool { return f.outCount() > outAtKill }, 60*time.Second, 5*time.Millisecond)
+	t.Logf("failover of %s to %s: first new output %v after the kill (node timeout %v, checkpoints every 50ms)",
+		victim, heir, time.Since(killed).Round(time.Millisecond), testNodeTimeout)
 	require.Eventually(t, func() bool { return f.outCount() >= f.published[0]+f.published[1] }, 60*time.Second, 10*time.Millisecond)
 	for _, en := range rest {
 		require.Equal(t, http.StatusOK, api(t, en, "GET", "/v1/jobs/cp", nil, &st))
