@@ -216,16 +216,7 @@ func savepointAndRestore(t *testing.T, from, to backendFor, lateness time.Durati
 				once.Do(func() { close(passed) })
 			}
 		})
-	done := make(chan error, 1)
-	go func() { done <- jobA.Run(ctx) }()
-	select {
-	case <-passed:
-	case err := <-done:
-		t.Fatalf("job ended before the savepoint: %v", err)
-	}
-	_, err = jobA.StopWithSavepoint(ctx, sp)
-	require.NoError(t, err)
-	require.NoError(t, <-done)
+	runToSavepoint(t, ctx, jobA, passed, sp)
 	require.Less(t, len(out.values()), len(want), "stopped before the end")
 
 	restoreFrom, err := checkpoint.OpenLocalStorage(spDir)
@@ -234,6 +225,22 @@ func savepointAndRestore(t *testing.T, from, to backendFor, lateness time.Durati
 		lateness, total, 0, out, nil)
 	require.NoError(t, jobB.Run(ctx))
 	requireSameWindows(t, want, sortWindows(out.values()))
+}
+
+// runToSavepoint runs job until passed is closed, stops it with a
+// savepoint into sp, and checks that it ended then, without an error.
+func runToSavepoint(t *testing.T, ctx context.Context, job *dataflow.Job, passed <-chan struct{}, sp checkpoint.Storage) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- job.Run(ctx) }()
+	select {
+	case <-passed:
+	case err := <-done:
+		t.Fatalf("job ended before the savepoint: %v", err)
+	}
+	_, err := job.StopWithSavepoint(ctx, sp)
+	require.NoError(t, err)
+	require.NoError(t, <-done)
 }
 
 // requireSameWindows compares sorted results, naming the first difference.

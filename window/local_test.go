@@ -367,16 +367,7 @@ func TestPreAggregationThroughSavepoints(t *testing.T) {
 					}
 				})
 			require.Contains(t, planOf(t, jobA), `"agg/local"`)
-			done := make(chan error, 1)
-			go func() { done <- jobA.Run(ctx) }()
-			select {
-			case <-passed:
-			case err := <-done:
-				t.Fatalf("job ended before the savepoint: %v", err)
-			}
-			_, err = jobA.StopWithSavepoint(ctx, sp)
-			require.NoError(t, err)
-			require.NoError(t, <-done)
+			runToSavepoint(t, ctx, jobA, passed, sp)
 			require.Less(t, len(out.values()), len(want), "stopped before the end")
 
 			restoreFrom, err := checkpoint.OpenLocalStorage(spDir)

@@ -126,21 +126,19 @@ func (b *itemBuf[Acc]) reset() {
 
 // compare orders items by window, key group, then encoding.
 func (b *itemBuf[Acc]) compare(x, y *runItem[Acc]) int {
-	switch {
-	case x.k != y.k:
-		if x.k < y.k {
-			return -1
-		}
-		return 1
-	case x.kg != y.kg:
-		return int(x.kg) - int(y.kg)
-	case x.pfx != y.pfx:
-		if x.pfx < y.pfx {
-			return -1
-		}
-		return 1
+	if c := cmp.Or(cmp.Compare(x.k, y.k), cmp.Compare(x.kg, y.kg)); c != 0 {
+		return c
 	}
-	return bytes.Compare(b.enc(x), b.enc(y))
+	return compareEnc(b, x, b, y)
+}
+
+// compareEnc orders x of xb and y of yb by encoding: by prefix, then by
+// the bytes when the prefixes are equal.
+func compareEnc[Acc any](xb *itemBuf[Acc], x *runItem[Acc], yb *itemBuf[Acc], y *runItem[Acc]) int {
+	if x.pfx != y.pfx {
+		return cmp.Compare(x.pfx, y.pfx)
+	}
+	return bytes.Compare(xb.enc(x), yb.enc(y))
 }
 
 // sort sorts the items by window, key group and encoding, stably: the
@@ -251,8 +249,8 @@ func (r *runStore[K, Acc]) add(s []gslot[Acc], keyGroup int, enc []byte) {
 func (r *runStore[K, Acc]) write() error {
 	items := r.q.items
 	slices.SortFunc(items, func(a, b runItem[Acc]) int {
-		if a.kg != b.kg {
-			return int(a.kg) - int(b.kg)
+		if c := cmp.Compare(a.kg, b.kg); c != 0 {
+			return c
 		}
 		return r.q.compare(&a, &b)
 	})
@@ -452,15 +450,7 @@ func (r *runStore[K, Acc]) take(kg int, k int64, all bool, merge func(a, b Acc) 
 // The encoding passed to emit is valid during the call.
 func (r *runStore[K, Acc]) fire(k int64, merge func(a, b Acc) Acc, emit func(enc []byte, acc Acc)) error {
 	m := r.mem.items
-	mi, _ := slices.BinarySearchFunc(m, k, func(it runItem[Acc], k int64) int {
-		switch {
-		case it.k < k:
-			return -1
-		case it.k > k:
-			return 1
-		}
-		return 0
-	})
+	mi, _ := slices.BinarySearchFunc(m, k, func(it runItem[Acc], k int64) int { return cmp.Compare(it.k, k) })
 	for kg := r.kgs.Start; kg < r.kgs.End; kg++ {
 		mj := mi
 		for mj < len(m) && m[mj].k == k && int(m[mj].kg) == kg {
@@ -479,10 +469,8 @@ func (r *runStore[K, Acc]) fire(k int64, merge func(a, b Acc) Acc, emit func(enc
 				c = 1
 			case j == mj:
 				c = -1
-			case runs[i].pfx != m[j].pfx:
-				c = cmp.Compare(runs[i].pfx, m[j].pfx)
 			default:
-				c = bytes.Compare(r.q.enc(&runs[i]), r.mem.enc(&m[j]))
+				c = compareEnc(&r.q, &runs[i], &r.mem, &m[j])
 			}
 			switch {
 			case c < 0:
