@@ -158,7 +158,7 @@ func TestSlidingWindowsRestoreAtOtherParallelism(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			defer window.SetMaxCachedKeys(c.keyCache)()
-			savepointAndRestore(t, c.backend, c.backend, 50*time.Millisecond)
+			savepointAndRestore(t, c.backend, c.backend, 50*time.Millisecond, nil)
 		})
 	}
 }
@@ -174,15 +174,23 @@ func TestWindowStateMovesBetweenLayouts(t *testing.T) {
 		name     string
 		from, to backendFor
 		buffer   int
+		// whether the heap keeps runs, in the first run and in the second
+		heapRuns [2]bool
 	}{
-		{"badger runs to heap", badgerBackend, heapBackend, 0},
-		{"heap to badger runs", heapBackend, badgerBackend, 0},
-		{"badger runs to badger runs", badgerBackend, badgerBackend, 0},
-		{"badger runs to badger runs, buffer of 3", badgerBackend, badgerBackend, 3},
+		{"badger runs to heap per-key windows", badgerBackend, heapBackend, 0, [2]bool{true, false}},
+		{"heap per-key windows to badger runs", heapBackend, badgerBackend, 0, [2]bool{false, true}},
+		{"badger runs to heap runs", badgerBackend, heapBackend, 0, [2]bool{true, true}},
+		{"heap runs to badger runs", heapBackend, badgerBackend, 0, [2]bool{true, true}},
+		{"heap runs to heap per-key windows", heapBackend, heapBackend, 0, [2]bool{true, false}},
+		{"heap per-key windows to heap runs", heapBackend, heapBackend, 0, [2]bool{false, true}},
+		{"heap runs to heap runs", heapBackend, heapBackend, 0, [2]bool{true, true}},
+		{"badger runs to badger runs", badgerBackend, badgerBackend, 0, [2]bool{true, true}},
+		{"badger runs to badger runs, buffer of 3", badgerBackend, badgerBackend, 3, [2]bool{true, true}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			defer window.SetRunBufferKeys(c.buffer)()
-			savepointAndRestore(t, c.from, c.to, 0)
+			defer window.SetHeapRuns(c.heapRuns[0])()
+			savepointAndRestore(t, c.from, c.to, 0, func() { window.SetHeapRuns(c.heapRuns[1]) })
 		})
 	}
 }
@@ -190,8 +198,9 @@ func TestWindowStateMovesBetweenLayouts(t *testing.T) {
 // savepointAndRestore runs slidingJob at parallelism 2 on
 // backend from, stops it with a savepoint a third of the way, restores it
 // at parallelism 3 on backend to, and checks that the two runs committed
-// what one uninterrupted run on the heap gives.
-func savepointAndRestore(t *testing.T, from, to backendFor, lateness time.Duration) {
+// what one uninterrupted run on the heap gives. between, if not nil, is
+// called between the two runs.
+func savepointAndRestore(t *testing.T, from, to backendFor, lateness time.Duration, between func()) {
 	const total = 3000
 	ref := &committed[sensorWindow]{ids: map[string]bool{}}
 	require.NoError(t, slidingJob(dataflow.Config{}, lateness, total, 0, ref, nil).Run(context.Background()))
@@ -219,6 +228,9 @@ func savepointAndRestore(t *testing.T, from, to backendFor, lateness time.Durati
 	runToSavepoint(t, ctx, jobA, passed, sp)
 	require.Less(t, len(out.values()), len(want), "stopped before the end")
 
+	if between != nil {
+		between()
+	}
 	restoreFrom, err := checkpoint.OpenLocalStorage(spDir)
 	require.NoError(t, err)
 	jobB := slidingJob(dataflow.Config{Parallelism: 3, StateBackend: to(t.TempDir()), RestoreFrom: restoreFrom},

@@ -83,16 +83,21 @@
 // contents, trigger counters and sessions are keyed state; firing times are
 // keyed timers.
 //
-// In front of a store (state.NewBadger), an Aggregate over tumbling or
-// sliding windows with the default trigger, no allowed lateness and keys
-// of integer or string type keeps no state per key: it buffers partial
-// accumulators (as many keys as the backend's cache holds), writes them out
-// as sorted runs per key group and window when the buffer fills and at each
-// checkpoint, and fires a window by merging its runs (with the
-// AggregateFunction's Merge), key group by key group. A record then costs a
-// buffer lookup and never a read of the store, and firing reads the
-// window's runs in sequence. Savepoints move between this layout and the
-// per-key one (on the heap, or with a lateness) in both directions.
+// An Aggregate over tumbling or sliding windows with the default trigger,
+// no allowed lateness and keys of integer or string type keeps no state
+// and no timers per key. It buffers partial accumulators by key, and fires
+// a window when the watermark passes its end, from the buffer and the
+// window's runs. At each checkpoint, and in front of a store
+// (state.NewBadger) also when the buffer holds as many keys as the
+// backend's cache, it writes the buffer out as sorted runs per key group
+// and window. Firing merges a window's runs (with the AggregateFunction's
+// Merge) key group by key group; a window with no runs fires from the
+// buffer alone, in one pass. A record then costs a buffer lookup and never
+// a read of the store, and firing reads the window's runs in sequence. The
+// keys of one window come out in an order of the layout's (the buffer's,
+// or key groups then encodings), not sorted. Savepoints move between this
+// layout and the per-key one (with a lateness, another trigger, or keys of
+// other types) in both directions.
 //
 // A Trigger decides when a window fires: EventTimeTrigger (the default: when
 // the watermark passes the window's end, and again for each record within

@@ -16,3 +16,12 @@ func SetRunBufferKeys(n int) (restore func()) {
 	runBufferKeys = n
 	return func() { runBufferKeys = old }
 }
+
+// SetHeapRuns sets whether the window operator keeps runs on the heap
+// backend (as it does by default) and returns a function restoring the old
+// setting.
+func SetHeapRuns(on bool) (restore func()) {
+	old := heapRuns
+	heapRuns = on
+	return func() { heapRuns = old }
+}

@@ -3,7 +3,9 @@ package window
 import (
 	"context"
 	"fmt"
+	"math"
 	"reflect"
+	"slices"
 
 	"github.com/sluicedata/sluice/dataflow"
 	"github.com/sluicedata/sluice/internal/keycache"
@@ -35,11 +37,12 @@ import (
 // than it hits is turned off. A cached key's windows are a slotList: a
 // tumbling window's sit in the cache entry itself.
 //
-// In front of a store with no allowed lateness and keys of integer or
-// string type, the operator keeps runs instead (see runs.go): the cache is
-// a bounded buffer of partial accumulators, written out as sorted runs
-// without reading anything, and a window fires from ProcessWatermark by
-// merging its runs and the buffer's partials; no per-key timer is kept.
+// With no allowed lateness and keys of integer or string type, the
+// operator keeps runs instead (see runs.go): the cache is a buffer of
+// partial accumulators (bounded in front of a store, unbounded on the
+// heap), written out as sorted runs without reading anything, and a window
+// fires from ProcessWatermark from the buffer's partials, merged with the
+// window's runs if it has any; no per-key timer is kept.
 type fastAgg[K comparable, In, Acc, Out any] struct {
 	cfg config
 	// the assigner's: windows of size starting at offset plus multiples of
@@ -52,10 +55,11 @@ type fastAgg[K comparable, In, Acc, Out any] struct {
 	out                 dataflow.Output[Result[K, Out]]
 
 	timers dataflow.TimerService
-	// probe, in front of a store: whether a key has a timer, and so
-	// windows (see windows)
+	// probe, in front of a store or with runs: whether a key has a timer,
+	// and so windows (see windows)
 	probe  dataflow.EventTimerProbe
-	pfKeys []K // Prefetch's
+	store  bool // the backend is a store (not state.InMemory)
+	pfKeys []K  // Prefetch's
 	wins   *state.Value[[]gslot[Acc]]
 	late   dataflow.Output[In]
 	lateN  int64
@@ -89,6 +93,10 @@ var maxCachedKeys = 1 << 16
 // the backend's cache size (state.CacheEntries). Tests lower it.
 var runBufferKeys = 0
 
+// heapRuns: the operator keeps runs on the heap backend too, where it may
+// (see runs.go). Tests turn it off to restore runs into per-key windows.
+var heapRuns = true
+
 // newFastAgg returns the fast operator if assigner and the configuration
 // allow it, else nil.
 func newFastAgg[K comparable, In, Acc, Out any](c config, assigner Assigner, agg operators.AggregateFunction[In, Acc, Out], key func(In) K, out dataflow.Output[Result[K, Out]]) dataflow.Operator[In] {
@@ -113,7 +121,9 @@ func newFastAgg[K comparable, In, Acc, Out any](c config, assigner Assigner, agg
 
 func (o *fastAgg[K, In, Acc, Out]) Open(_ context.Context, oc *dataflow.OperatorContext) (err error) {
 	o.timers = oc.Timers()
-	if p, ok := o.timers.(dataflow.EventTimerProbe); ok && !state.InMemory(oc.State()) {
+	o.store = !state.InMemory(oc.State())
+	p, probes := o.timers.(dataflow.EventTimerProbe)
+	if probes && o.store {
 		o.probe = p
 	}
 	if o.wins, err = newWindowsState[gslot[Acc], Acc](oc.State(), gridSlots[Acc]{o.grid}); err != nil {
@@ -123,9 +133,16 @@ func (o *fastAgg[K, In, Acc, Out]) Open(_ context.Context, oc *dataflow.Operator
 	if err != nil {
 		return err
 	}
-	if o.probe != nil && o.lateness == 0 && runs.decode != nil && keycache.Cacheable(reflect.TypeFor[K]()) {
-		o.runs = runs
-		size := state.CacheEntries(oc.State())
+	if probes && (o.store || heapRuns) && o.lateness == 0 && runs.decode != nil && keycache.Cacheable(reflect.TypeFor[K]()) {
+		// With runs, only restored per-key windows have timers: a key
+		// without one has no windows in keyed state.
+		o.runs, o.probe = runs, p
+		// On the heap the buffer has no bound: it is written out as runs
+		// at checkpoints only.
+		size := math.MaxInt32
+		if o.store {
+			size = state.CacheEntries(oc.State())
+		}
 		if runBufferKeys > 0 {
 			size = runBufferKeys
 		}
@@ -262,7 +279,7 @@ func (o *fastAgg[K, In, Acc, Out]) OnTimer(key K, t dataflow.Timer) error {
 // those that are not cached and have a timer (those without have none)
 // from the store, from several goroutines at once (state.Value.Prefetch).
 func (o *fastAgg[K, In, Acc, Out]) Prefetch(vs []In) {
-	if o.probe == nil || o.cache == nil {
+	if !o.store || o.probe == nil || o.cache == nil {
 		keycache.PrefetchRecords(o.cache, o.key, vs)
 		return
 	}
@@ -284,7 +301,7 @@ func (o *fastAgg[K, In, Acc, Out]) timerOf(enc []byte) bool {
 // dataflow.KeyPrefetcher), and in front of a store reads the windows of
 // those that are not cached, as Prefetch does.
 func (o *fastAgg[K, In, Acc, Out]) PrefetchKeys(keys []K) {
-	if o.probe == nil {
+	if !o.store || o.probe == nil {
 		o.cache.Prefetch(keys)
 		return
 	}
@@ -390,29 +407,50 @@ func (o *fastAgg[K, In, Acc, Out]) ProcessWatermark(wm dataflow.Timestamp) error
 	if o.runs == nil {
 		return nil
 	}
-	due := o.runs.due(wm)
+	due, spilled := o.runs.due(wm)
 	if len(due) == 0 {
 		return nil
 	}
 	last := due[len(due)-1]
 	mem := &o.runs.mem
-	err := o.cache.Each(func(kw *keyWindows[K, Acc], kg int, enc []byte) error {
+	idle := 0 // keys left with no window
+	err := o.cache.Range(func(kw *keyWindows[K, Acc]) error {
 		s := kw.Value.view()
 		n := 0
 		for ; n < len(s) && s[n].k <= last; n++ {
-			mem.add(kg, s[n].k, enc, s[n].acc)
+			if slices.Contains(spilled, s[n].k) {
+				// merged with the window's runs below
+				kg, enc := o.cache.Encode(kw.Key)
+				mem.add(kg, s[n].k, enc, s[n].acc)
+				continue
+			}
+			// a window with no runs fires from the buffer alone
+			w := o.grid.window(s[n].k)
+			o.out.Collect(Result[K, Out]{Key: kw.Key, Window: w, Value: o.agg.Result(s[n].acc)}, w.MaxTimestamp())
 		}
 		if n > 0 {
 			kw.Value.dropFirst(n)
+		}
+		if len(kw.Value.view()) == 0 {
+			idle++
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	if idle > o.cache.Len()/2 {
+		// Keys without windows leave the buffer, which then holds the keys
+		// of windows not yet fired, not every key seen since the last
+		// checkpoint (on the heap the buffer has no bound).
+		o.cache.Retain(func(kw *keyWindows[K, Acc]) bool { return len(kw.Value.view()) > 0 })
+	}
+	if len(spilled) == 0 {
+		return nil
+	}
 	mem.sortDistinct() // a key's windows are distinct
 	defer mem.reset()
-	for _, k := range due {
+	for _, k := range spilled {
 		w := o.grid.window(k)
 		end := w.MaxTimestamp()
 		err := o.runs.fire(k, o.agg.Merge, func(enc []byte, acc Acc) {

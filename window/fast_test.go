@@ -130,19 +130,27 @@ func TestDefaultTriggerMatchesGeneralOperator(t *testing.T) {
 						if cached <= 2 {
 							cfgs = append(cfgs, badgerConfig(t))
 						}
-						for i, cfg := range cfgs {
+						for _, cfg := range cfgs {
 							got := windowScript(t, cfg, seed, a, count, window.AllowedLateness(lateness))
 							got2 := windowScript(t, cfg, seed, a, top, window.AllowedLateness(lateness))
-							if i == 1 && lateness == 0 {
-								// Badger with no lateness keeps runs, and fires a
-								// window's keys in the order of their key groups
-								// (then encodings), not of their encodings alone.
+							if lateness == 0 {
+								// With no lateness the operator keeps runs, and
+								// fires a window's keys in an order of its own:
+								// the buffer's, or that of key groups then
+								// encodings, not that of encodings alone.
 								require.Equal(t, inKeyOrder(want), inKeyOrder(got), "runs, buffer of %d keys", cached)
 								require.Equal(t, inKeyOrder(want2), inKeyOrder(got2), "runs, buffer of %d keys", cached)
 								continue
 							}
 							require.Equal(t, want, got, "cache of %d keys", cached)
 							require.Equal(t, want2, got2, "cache of %d keys", cached)
+						}
+						if lateness == 0 {
+							// per-key windows and timers on the heap
+							restoreRuns := window.SetHeapRuns(false)
+							require.Equal(t, want, windowScript(t, heap, seed, a, count), "cache of %d keys, no runs", cached)
+							require.Equal(t, want2, windowScript(t, heap, seed, a, top), "cache of %d keys, no runs", cached)
+							restoreRuns()
 						}
 						restore()
 					}

@@ -14,7 +14,8 @@ import (
 	"github.com/sluicedata/sluice/state"
 )
 
-// Runs: the fast operator's layout in front of a store (Badger).
+// Runs: the fast operator's layout with no allowed lateness, for keys of
+// integer or string type, on either backend.
 //
 // Kept per key, a window's accumulator in Badger costs a point read for
 // every record of a key the cache does not hold (to add to what is stored)
@@ -36,6 +37,12 @@ import (
 // come out key group by key group, in order of encoding within each, where
 // per-key timers give them in order of encoding alone.
 //
+// On the heap the buffer has no bound: it is written out as runs at
+// checkpoints only, and a window that no checkpoint cut (no runs) fires from the
+// buffer in one pass over it, with no sort and no per-key timer (at 1M
+// keys, 85 bytes a key, where per-key windows and timers took 130). Keys
+// left with no window leave the buffer when they are more than half of it.
+//
 // State: chunks are a Value[[]byte] named "window-runs" written through to
 // the store (state.WithWriteThrough), under the key [window number, 8
 // bytes][sequence, 8 bytes] after their key group's 2 bytes; each key
@@ -46,10 +53,10 @@ import (
 // parallelism keeps each key group's runs whole.
 //
 // Layouts meet in both directions. A runs operator that restores "windows"
-// (written without runs: the heap backend, or a lateness) takes a key's
+// (written without runs: with a lateness, or by an earlier version) takes a key's
 // windows into its buffer when a record or the key's timer comes, and
 // fires them with the runs. An operator without runs that restores runs
-// (a Badger savepoint restored on the heap) moves them into "windows" at
+// (a savepoint restored with a lateness set) moves them into "windows" at
 // Open and registers each key's timers (dataflow.EventTimerRegistrar).
 //
 // Not handled: per-key windows written with an allowed lateness and
@@ -164,6 +171,7 @@ type runStore[K comparable, Acc any] struct {
 	decode  func(enc []byte) K
 	grid    grid
 	pending []int64 // windows with runs or buffered accumulators, ascending
+	spilled []int64 // the pending windows with runs, ascending
 	seq     uint64  // the next chunk's sequence
 
 	q    itemBuf[Acc] // the queue of write, and the items of take
@@ -212,6 +220,7 @@ func openRuns[K comparable, Acc any](b state.Backend, kgs dataflow.KeyGroupRange
 		}
 		for _, ref := range refs {
 			r.note(ref.K)
+			r.spilled = addWindow(r.spilled, ref.K)
 			r.seq = max(r.seq, ref.Seq+1)
 		}
 	}
@@ -229,11 +238,14 @@ func (r *runStore[K, Acc]) refs(kg int) ([]runRef, error) {
 }
 
 // note records that window k has partial accumulators.
-func (r *runStore[K, Acc]) note(k int64) {
-	i, ok := slices.BinarySearch(r.pending, k)
-	if !ok {
-		r.pending = slices.Insert(r.pending, i, k)
+func (r *runStore[K, Acc]) note(k int64) { r.pending = addWindow(r.pending, k) }
+
+// addWindow adds window k to ws, ascending, if it is not there.
+func addWindow(ws []int64, k int64) []int64 {
+	if i, ok := slices.BinarySearch(ws, k); !ok {
+		ws = slices.Insert(ws, i, k)
 	}
+	return ws
 }
 
 // add queues key's partial accumulators (a cache entry of the buffer) for
@@ -269,6 +281,7 @@ func (r *runStore[K, Acc]) write() error {
 				return err
 			}
 			r.note(items[i].k)
+			r.spilled = addWindow(r.spilled, items[i].k)
 			i = j
 		}
 		r.be.SetCurrentKey(int(kg), r.indexKey(int(kg)))
@@ -490,13 +503,19 @@ func (r *runStore[K, Acc]) fire(k int64, merge func(a, b Acc) Acc, emit func(enc
 }
 
 // due returns the pending windows whose end the watermark wm reached, and
-// drops them from pending.
-func (r *runStore[K, Acc]) due(wm dataflow.Timestamp) []int64 {
-	n := 0
-	for n < len(r.pending) && r.grid.window(r.pending[n]).MaxTimestamp() <= wm {
-		n++
+// of those the ones with runs (spilled), and drops them from pending: the
+// caller fires them.
+func (r *runStore[K, Acc]) due(wm dataflow.Timestamp) (due, spilled []int64) {
+	end := func(ws []int64) int {
+		n := 0
+		for n < len(ws) && r.grid.window(ws[n]).MaxTimestamp() <= wm {
+			n++
+		}
+		return n
 	}
-	d := slices.Clone(r.pending[:n])
+	n, m := end(r.pending), end(r.spilled)
+	due, spilled = slices.Clone(r.pending[:n]), slices.Clone(r.spilled[:m])
 	r.pending = slices.Delete(r.pending, 0, n)
-	return d
+	r.spilled = slices.Delete(r.spilled, 0, m)
+	return due, spilled
 }

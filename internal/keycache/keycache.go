@@ -358,18 +358,60 @@ func (c *Cache[K, V]) Drain(fn func(e *Entry[K, V], keyGroup int, enc []byte) er
 // during the call), in the order the keys were cached; fn may change the
 // entry's value. It stops at fn's first error.
 func (c *Cache[K, V]) Each(fn func(e *Entry[K, V], keyGroup int, enc []byte) error) error {
+	return c.Range(func(e *Entry[K, V]) error {
+		kg, b := c.Encode(e.Key)
+		return fn(e, kg, b)
+	})
+}
+
+// Range calls fn with every entry, in the order the keys were cached; fn
+// may change the entry's value. It stops at fn's first error. Unlike Each,
+// it encodes no key: fn calls Encode for the entries that need it.
+func (c *Cache[K, V]) Range(fn func(e *Entry[K, V]) error) error {
 	if c == nil {
 		return nil
 	}
 	for i := range c.n {
-		e := c.at(i)
-		b := c.enc(c.encBuf[c.encI][:0], e.Key)
-		c.encBuf[c.encI] = b
-		if err := fn(e, keygroup.Of(b, c.maxP), b); err != nil {
+		if err := fn(c.at(i)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Retain keeps the entries for which keep reports true, in the order they
+// were cached, and drops the others, as if they had never been cached.
+// Entries move: those returned before are no longer valid. The chunks
+// stay, for the keys to come.
+func (c *Cache[K, V]) Retain(keep func(e *Entry[K, V]) bool) {
+	if c == nil {
+		return
+	}
+	n := 0
+	for i := range c.n {
+		if e := c.at(i); keep(e) {
+			if n != i {
+				*c.at(n) = *e
+			}
+			n++
+		}
+	}
+	for i := n; i < c.n; i++ {
+		*c.at(i) = Entry[K, V]{}
+	}
+	c.idx.clear()
+	for i := range n {
+		c.idx.add(c.at(i).Key, int32(i), c.keyAt)
+	}
+	c.n = n
+}
+
+// Encode returns key's key group and encoding (keygroup.EncoderFor), which
+// is valid until the next call of Encode, Each or SetCurrentKey.
+func (c *Cache[K, V]) Encode(key K) (keyGroup int, enc []byte) {
+	b := c.enc(c.encBuf[c.encI][:0], key)
+	c.encBuf[c.encI] = b
+	return keygroup.Of(b, c.maxP), b
 }
 
 // empty drops every entry, then grows the cache or turns it off as Flush

@@ -1,7 +1,9 @@
 package keycache_test
 
 import (
+	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -352,5 +354,43 @@ func TestBufferDrainsEveryEntry(t *testing.T) {
 			require.Equal(t, 0, c.Len())
 			require.True(t, c.On(), "a buffer that missed stays on")
 		}
+	}
+}
+
+// Retain keeps the entries it is told to, in order, findable by key, and
+// drops the others, below and above the size at which the index changes.
+func TestRetainKeepsWhatItIsTold(t *testing.T) {
+	heap, err := state.NewHeap(testConfig)
+	require.NoError(t, err)
+	t.Cleanup(func() { heap.Close() })
+	for _, n := range []int64{100, 300_000} {
+		c := keycache.NewBuffer[int64, int64](heap, 128, math.MaxInt32)
+		for k := range n {
+			c.Put(k, k*10)
+		}
+		c.Retain(func(e *keycache.Entry[int64, int64]) bool { return e.Key%3 == 0 })
+		require.Equal(t, int((n+2)/3), c.Len())
+		var order []int64
+		require.NoError(t, c.Range(func(e *keycache.Entry[int64, int64]) error {
+			order = append(order, e.Key)
+			return nil
+		}))
+		require.True(t, slices.IsSorted(order), "in the order cached")
+		for k := range n {
+			e := c.Get(k)
+			if k%3 != 0 {
+				require.Nil(t, e, "key %d dropped", k)
+				continue
+			}
+			require.NotNil(t, e, "key %d kept", k)
+			require.Equal(t, k*10, e.Value)
+		}
+		// keys dropped come back as new entries
+		e := c.Put(1, 7)
+		require.Equal(t, int64(7), e.Value)
+		require.Equal(t, int64(7), c.Get(1).Value)
+		kg, enc := c.Encode(1)
+		require.Equal(t, keygroup.EncoderFor[int64]()(nil, 1), enc)
+		require.Equal(t, keygroup.Of(enc, 128), kg)
 	}
 }
