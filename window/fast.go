@@ -317,6 +317,12 @@ func (o *fastAgg[K, In, Acc, Out]) PrefetchKeys(keys []K) {
 // fires. In front of a store, its windows are then not read (probe). A
 // timer's key has its windows read: the one firing is no longer pending.
 func (o *fastAgg[K, In, Acc, Out]) windows(key K, record bool) (*keyWindows[K, Acc], error) {
+	if o.runs != nil && o.runs.mirrored {
+		if err := o.runs.dropMirror(); err != nil {
+			return nil, err
+		}
+		o.cache.SetCurrentKey(key) // dropping moved the backend to other keys
+	}
 	if o.cache.On() {
 		if kw := o.cache.Get(key); kw != nil {
 			return kw, nil
@@ -411,8 +417,14 @@ func (o *fastAgg[K, In, Acc, Out]) ProcessWatermark(wm dataflow.Timestamp) error
 	if len(due) == 0 {
 		return nil
 	}
+	if err := o.runs.dropMirror(); err != nil {
+		return err
+	}
 	last := due[len(due)-1]
 	mem := &o.runs.mem
+	if len(spilled) > 0 {
+		mem.grow(o.cache.Len(), o.cache.Len()*8)
+	}
 	idle := 0 // keys left with no window
 	err := o.cache.Range(func(kw *keyWindows[K, Acc]) error {
 		s := kw.Value.view()
@@ -463,14 +475,30 @@ func (o *fastAgg[K, In, Acc, Out]) ProcessWatermark(wm dataflow.Timestamp) error
 	return nil
 }
 
-// spill writes the buffer's partial accumulators as runs and empties it.
+// spill writes the buffer's partial accumulators as runs and, in front of
+// a store, empties it. On the heap, where the buffer has no bound and is
+// written out at checkpoints only, the runs are a mirror of the buffer for
+// the checkpoint (see runStore.write): the buffer keeps its keys, and its
+// windows fire from it alone, in one pass.
 func (o *fastAgg[K, In, Acc, Out]) spill() error {
-	err := o.cache.Drain(func(kw *keyWindows[K, Acc], kg int, enc []byte) error {
-		o.runs.add(kw.Value.view(), kg, enc)
-		return nil
-	})
-	if err == nil {
-		err = o.runs.write()
+	err := o.runs.dropMirror()
+	switch {
+	case err != nil:
+	case o.store:
+		o.runs.q.grow(o.cache.Len(), o.cache.Len()*8)
+		err = o.cache.Drain(func(kw *keyWindows[K, Acc], kg int, enc []byte) error {
+			o.runs.add(kw.Value.view(), kg, enc)
+			return nil
+		})
+		if err == nil {
+			err = o.runs.write()
+		}
+	default:
+		err = o.runs.mirror(o.cache.Len(), func(i int) (int, []byte, []gslot[Acc]) {
+			kw := o.cache.At(i)
+			kg, enc := o.cache.Encode(kw.Key)
+			return kg, enc, kw.Value.view()
+		})
 	}
 	if err != nil {
 		return fmt.Errorf("write window buffer as runs: %w", err)

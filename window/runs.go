@@ -125,10 +125,26 @@ func prefix(enc []byte) uint64 {
 
 func (b *itemBuf[Acc]) enc(it *runItem[Acc]) []byte { return b.arena[it.off : it.off+it.n] }
 
-// reset empties b, dropping the accumulators' references.
+// reset empties b, dropping the accumulators' references; it lets go of
+// big buffers, which a window's firing or a checkpoint fills with every key
+// once, so that they do not stay between the two.
 func (b *itemBuf[Acc]) reset() {
+	if cap(b.items) > bigItemBuf {
+		b.items, b.arena = nil, nil
+		return
+	}
 	clear(b.items)
 	b.items, b.arena = b.items[:0], b.arena[:0]
+}
+
+// bigItemBuf is the number of items above which an itemBuf is let go.
+const bigItemBuf = 1 << 16
+
+// grow makes room for n more items of keys of encBytes bytes in all, so
+// that an itemBuf filled with a known number of keys is allocated once.
+func (b *itemBuf[Acc]) grow(n, encBytes int) {
+	b.items = slices.Grow(b.items, n)
+	b.arena = slices.Grow(b.arena, encBytes)
 }
 
 // compare orders items by window, key group, then encoding.
@@ -172,8 +188,16 @@ type runStore[K comparable, Acc any] struct {
 	grid    grid
 	pending []int64 // windows with runs or buffered accumulators, ascending
 	spilled []int64 // the pending windows with runs, ascending
+
+	// mirrored: the chunks from sequence mirrorFrom on, in key groups
+	// mirrorKGs, are a checkpoint's image of the buffer (on the heap, see
+	// mirror), which dropMirror deletes before the state changes again.
+	mirrored   bool
+	mirrorFrom uint64
+	mirrorKGs  []uint16
 	seq     uint64  // the next chunk's sequence
 
+	run  runWriter    // the run being written
 	q    itemBuf[Acc] // the queue of write, and the items of take
 	mem  itemBuf[Acc] // the buffer's partials of the windows firing
 	buf  []byte
@@ -296,35 +320,186 @@ func (r *runStore[K, Acc]) write() error {
 // writeRun writes the items of one key group and window in chunks and
 // returns refs with theirs appended.
 func (r *runStore[K, Acc]) writeRun(kg int, items []runItem[Acc], refs []runRef) ([]runRef, error) {
-	w := r.grid.window(items[0].k)
-	for len(items) > 0 {
-		b := append(r.buf[:0], runVersion)
-		b = binary.AppendVarint(b, int64(w.Start))
-		b = binary.AppendUvarint(b, uint64(w.End)-uint64(w.Start))
-		n := 0
-		for n < len(items) && (n == 0 || len(b) < runChunkBytes) {
-			enc := r.q.enc(&items[n])
-			b = binary.AppendUvarint(b, uint64(len(enc)))
-			b = append(b, enc...)
-			var err error
-			if r.abuf, err = r.acc.Append(r.abuf[:0], items[n].acc); err != nil {
-				return refs, fmt.Errorf("accumulator of window %v: %w", w, err)
-			}
-			b = binary.AppendUvarint(b, uint64(len(r.abuf)))
-			b = append(b, r.abuf...)
-			n++
+	r.beginRun(kg, items[0].k, refs)
+	for i := range items {
+		if err := r.addToRun(r.q.enc(&items[i]), items[i].acc); err != nil {
+			return r.run.refs, err
 		}
-		r.buf = b
-		ref := runRef{K: items[0].k, Seq: r.seq}
-		r.seq++
-		r.be.SetCurrentKey(kg, r.chunkKey(kg, ref))
-		if err := r.chunks.Update(slices.Clone(b)); err != nil {
-			return refs, fmt.Errorf("window run of key group %d, window %v: %w", kg, w, err)
-		}
-		refs = append(refs, ref)
-		items = items[n:]
 	}
-	return refs, nil
+	return r.endRun()
+}
+
+// runWriter is the run being written: key group kg, window k (w), the
+// chunk being filled (b, holding n items) and the refs of the group with
+// those of the chunks written so far appended.
+type runWriter struct {
+	kg   int
+	k    int64
+	w    Window
+	n    int
+	refs []runRef
+}
+
+// beginRun starts a run of window k in key group kg, whose refs are refs.
+func (r *runStore[K, Acc]) beginRun(kg int, k int64, refs []runRef) {
+	r.run = runWriter{kg: kg, k: k, w: r.grid.window(k), refs: refs}
+	r.startChunk()
+}
+
+func (r *runStore[K, Acc]) startChunk() {
+	b := append(r.buf[:0], runVersion)
+	b = binary.AppendVarint(b, int64(r.run.w.Start))
+	r.buf = binary.AppendUvarint(b, uint64(r.run.w.End)-uint64(r.run.w.Start))
+	r.run.n = 0
+}
+
+// addToRun adds the partial accumulator acc of the key of encoding enc to
+// the run, writing its chunk first when it is full.
+func (r *runStore[K, Acc]) addToRun(enc []byte, acc Acc) error {
+	if r.run.n > 0 && len(r.buf) >= runChunkBytes {
+		if err := r.writeChunk(); err != nil {
+			return err
+		}
+		r.startChunk()
+	}
+	var err error
+	if r.abuf, err = r.acc.Append(r.abuf[:0], acc); err != nil {
+		return fmt.Errorf("accumulator of window %v: %w", r.run.w, err)
+	}
+	b := binary.AppendUvarint(r.buf, uint64(len(enc)))
+	b = append(b, enc...)
+	b = binary.AppendUvarint(b, uint64(len(r.abuf)))
+	r.buf = append(b, r.abuf...)
+	r.run.n++
+	return nil
+}
+
+// endRun writes the run's last chunk and returns the refs.
+func (r *runStore[K, Acc]) endRun() ([]runRef, error) {
+	if r.run.n > 0 {
+		if err := r.writeChunk(); err != nil {
+			return r.run.refs, err
+		}
+	}
+	return r.run.refs, nil
+}
+
+func (r *runStore[K, Acc]) writeChunk() error {
+	ref := runRef{K: r.run.k, Seq: r.seq}
+	r.seq++
+	r.be.SetCurrentKey(r.run.kg, r.chunkKey(r.run.kg, ref))
+	if err := r.chunks.Update(slices.Clone(r.buf)); err != nil {
+		return fmt.Errorf("window run of key group %d, window %v: %w", r.run.kg, r.run.w, err)
+	}
+	r.run.refs = append(r.run.refs, ref)
+	return nil
+}
+
+// mirror writes the partial accumulators of n keys as runs that are an
+// image of the buffer for the checkpoint being taken (on the heap), which
+// dropMirror deletes before the state changes again. entry(i) returns the
+// key group, encoding (valid until the next call) and windows of key i.
+// The keys are grouped by key group (counted, not sorted) and each group's
+// runs are written window by window; a run is not in order of encoding,
+// which take, which reads runs, does not need.
+func (r *runStore[K, Acc]) mirror(n int, entry func(i int) (int, []byte, []gslot[Acc])) error {
+	r.mirrored, r.mirrorFrom, r.mirrorKGs = true, r.seq, r.mirrorKGs[:0]
+	if n == 0 {
+		return nil
+	}
+	groups := r.kgs.End - r.kgs.Start
+	first := make([]int32, groups+1) // group g's keys are order[first[g]:first[g+1]]
+	kgOf := make([]uint16, n)
+	for i := range n {
+		kg, _, _ := entry(i)
+		kgOf[i] = uint16(kg)
+		first[kg-r.kgs.Start+1]++
+	}
+	for g := range groups {
+		first[g+1] += first[g]
+	}
+	order := make([]int32, n)
+	next := slices.Clone(first[:groups])
+	for i, kg := range kgOf {
+		g := int(kg) - r.kgs.Start
+		order[next[g]] = int32(i)
+		next[g]++
+	}
+	var ks []int64
+	for g := range groups {
+		keys := order[first[g]:first[g+1]]
+		ks = ks[:0]
+		for _, i := range keys {
+			_, _, s := entry(int(i))
+			for _, x := range s {
+				ks = addWindow(ks, x.k)
+			}
+		}
+		if len(ks) == 0 {
+			continue
+		}
+		kg := r.kgs.Start + g
+		refs, err := r.refs(kg)
+		if err != nil {
+			return err
+		}
+		for _, k := range ks {
+			r.beginRun(kg, k, refs)
+			for _, i := range keys {
+				_, enc, s := entry(int(i))
+				if j, ok := findGslot(s, k); ok {
+					if err := r.addToRun(enc, s[j].acc); err != nil {
+						return err
+					}
+				}
+			}
+			if refs, err = r.endRun(); err != nil {
+				return err
+			}
+		}
+		r.be.SetCurrentKey(kg, r.indexKey(kg))
+		if err := r.index.Update(refs); err != nil {
+			return fmt.Errorf("window runs of key group %d: %w", kg, err)
+		}
+		r.mirrorKGs = append(r.mirrorKGs, uint16(kg))
+	}
+	return nil
+}
+
+// dropMirror deletes the runs of the last mirror (see write), if they are
+// still there.
+func (r *runStore[K, Acc]) dropMirror() error {
+	if !r.mirrored {
+		return nil
+	}
+	r.mirrored = false
+	for _, kg := range r.mirrorKGs {
+		refs, err := r.refs(int(kg))
+		if err != nil {
+			return err
+		}
+		keep := refs[:0:0]
+		for _, ref := range refs {
+			if ref.Seq < r.mirrorFrom {
+				keep = append(keep, ref)
+				continue
+			}
+			r.be.SetCurrentKey(int(kg), r.chunkKey(int(kg), ref))
+			if err := r.chunks.Clear(); err != nil {
+				return fmt.Errorf("window runs of key group %d: %w", kg, err)
+			}
+		}
+		r.be.SetCurrentKey(int(kg), r.indexKey(int(kg)))
+		if len(keep) == 0 {
+			err = r.index.Clear()
+		} else {
+			err = r.index.Update(keep)
+		}
+		if err != nil {
+			return fmt.Errorf("window runs of key group %d: %w", kg, err)
+		}
+	}
+	return nil
 }
 
 // chunkKey returns the key of chunk ref of key group kg, in the buffer

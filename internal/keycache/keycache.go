@@ -379,6 +379,10 @@ func (c *Cache[K, V]) Range(fn func(e *Entry[K, V]) error) error {
 	return nil
 }
 
+// At returns entry i, in the order the keys were cached (0 to Len()-1).
+// The entry is valid until the next Put, Retain or Flush.
+func (c *Cache[K, V]) At(i int) *Entry[K, V] { return c.at(i) }
+
 // Retain keeps the entries for which keep reports true, in the order they
 // were cached, and drops the others, as if they had never been cached.
 // Entries move: those returned before are no longer valid. The chunks
