@@ -195,7 +195,7 @@ type runStore[K comparable, Acc any] struct {
 	mirrored   bool
 	mirrorFrom uint64
 	mirrorKGs  []uint16
-	seq     uint64  // the next chunk's sequence
+	seq        uint64 // the next chunk's sequence
 
 	run  runWriter    // the run being written
 	q    itemBuf[Acc] // the queue of write, and the items of take
