@@ -220,20 +220,26 @@ func (t *task) checkpoint(o *checkpoint.Options) {
 			break
 		}
 	}
+	// discard releases the captured snapshots, which a backend's Close
+	// waits for.
+	discard := func() {
+		for _, s := range snaps {
+			if s.keyed != nil {
+				s.keyed.Discard()
+			}
+		}
+	}
 	if !t.inputDone {
 		for _, w := range t.writers {
 			if werr := w.Emit(t.ctx, exchange.Event{Kind: exchange.Barrier, Value: o.ID}); werr != nil {
+				discard()
 				t.stop(werr)
 			}
 		}
 		t.flushAt = time.Now().Add(t.linger)
 	}
 	if err != nil {
-		for _, s := range snaps {
-			if s.keyed != nil {
-				s.keyed.Discard()
-			}
-		}
+		discard()
 		t.rs.coord.Decline(o.ID, t.idx, err)
 		return
 	}

@@ -110,3 +110,65 @@ func TestCorruptRunsAreRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, items, 1, "another key group's runs are whole")
 }
+
+// A mirror of the buffer is written next to real runs, reads back whole
+// (each key once, in whatever order), and dropMirror deletes it and leaves
+// the real runs as they were.
+func TestMirrorIsDroppedAndLeavesRuns(t *testing.T) {
+	b, err := state.NewHeap(state.Config{OperatorUID: "x", KeyGroups: keygroup.Range{Start: 0, End: 128}})
+	require.NoError(t, err)
+	defer b.Close()
+	kgs := dataflow.KeyGroupRange{Start: 0, End: 128}
+	g := newGrid(dataflow.Timestamp(10*time.Second), dataflow.Timestamp(10*time.Second), 0)
+	r, err := openRuns[int64, int64](b, kgs, g)
+	require.NoError(t, err)
+	enc := keygroup.EncoderFor[int64]()
+	merge := func(a, b int64) int64 { return a + b }
+	// real runs: window 0, keys 0-99, 1 each
+	for k := range int64(100) {
+		e := enc(nil, k)
+		r.add([]gslot[int64]{{k: 0, acc: 1}}, keygroup.Of(e, 128), e)
+	}
+	require.NoError(t, r.write())
+	// the buffer: keys 0-4999 with 10 in window 0 and k in window 1
+	const n = 5000
+	buf := func(i int) (int, []byte, []gslot[int64]) {
+		e := enc(nil, int64(i))
+		return keygroup.Of(e, 128), e, []gslot[int64]{{k: 0, acc: 10}, {k: 1, acc: int64(i)}}
+	}
+	sums := func() (count int, sum map[int64]int64) {
+		sum = map[int64]int64{}
+		for kg := range 128 {
+			items, err := r.take(kg, 0, true, merge)
+			require.NoError(t, err)
+			for i := range items {
+				sum[items[i].k] += items[i].acc
+				count++
+			}
+		}
+		return count, sum
+	}
+	require.NoError(t, r.mirror(n, buf))
+	require.Equal(t, []int64{0}, r.spilled, "a mirror is not runs to merge")
+	count, sum := sums()
+	require.Equal(t, 2*n, count, "each key once per window")
+	require.Equal(t, int64(100+10*n), sum[0])
+	require.Equal(t, int64(n*(n-1)/2), sum[1])
+
+	// write again, drop the mirror: the real runs are left
+	r2, err := openRuns[int64, int64](b, kgs, g)
+	require.NoError(t, err)
+	for k := range int64(100) {
+		e := enc(nil, k)
+		r2.add([]gslot[int64]{{k: 0, acc: 1}}, keygroup.Of(e, 128), e)
+	}
+	require.NoError(t, r2.write())
+	require.NoError(t, r2.mirror(n, buf))
+	require.NoError(t, r2.dropMirror())
+	require.False(t, r2.mirrored)
+	require.NoError(t, r2.dropMirror(), "dropping twice does nothing")
+	r = r2
+	count, sum = sums()
+	require.Equal(t, 100, count)
+	require.Equal(t, map[int64]int64{0: 100}, sum)
+}
