@@ -279,7 +279,9 @@ func (o *fastAgg[K, In, Acc, Out]) OnTimer(key K, t dataflow.Timer) error {
 // those that are not cached and have a timer (those without have none)
 // from the store, from several goroutines at once (state.Value.Prefetch).
 func (o *fastAgg[K, In, Acc, Out]) Prefetch(vs []In) {
-	if !o.store || o.probe == nil || o.cache == nil {
+	if !o.store || o.probe == nil || o.cache == nil || o.runs != nil {
+		// With runs, a record reads the store only for a key restored with
+		// per-key windows (a timer): once after a restore of that layout.
 		keycache.PrefetchRecords(o.cache, o.key, vs)
 		return
 	}
