@@ -120,8 +120,12 @@ func TestMirrorIsDroppedAndLeavesRuns(t *testing.T) {
 	defer b.Close()
 	kgs := dataflow.KeyGroupRange{Start: 0, End: 128}
 	g := newGrid(dataflow.Timestamp(10*time.Second), dataflow.Timestamp(10*time.Second), 0)
-	r, err := openRuns[int64, int64](b, kgs, g)
-	require.NoError(t, err)
+	open := func() *runStore[int64, int64] {
+		r, err := openRuns[int64, int64](b, kgs, g)
+		require.NoError(t, err)
+		return r
+	}
+	r := open()
 	enc := keygroup.EncoderFor[int64]()
 	merge := func(a, b int64) int64 { return a + b }
 	// real runs: window 0, keys 0-99, 1 each
@@ -156,8 +160,7 @@ func TestMirrorIsDroppedAndLeavesRuns(t *testing.T) {
 	require.Equal(t, int64(n*(n-1)/2), sum[1])
 
 	// write again, drop the mirror: the real runs are left
-	r2, err := openRuns[int64, int64](b, kgs, g)
-	require.NoError(t, err)
+	r2 := open()
 	for k := range int64(100) {
 		e := enc(nil, k)
 		r2.add([]gslot[int64]{{k: 0, acc: 1}}, keygroup.Of(e, 128), e)
