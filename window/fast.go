@@ -480,7 +480,7 @@ func (o *fastAgg[K, In, Acc, Out]) ProcessWatermark(wm dataflow.Timestamp) error
 // spill writes the buffer's partial accumulators as runs and, in front of
 // a store, empties it. On the heap, where the buffer has no bound and is
 // written out at checkpoints only, the runs are a mirror of the buffer for
-// the checkpoint (see runStore.write): the buffer keeps its keys, and its
+// the checkpoint (see runStore.mirror): the buffer keeps its keys, and its
 // windows fire from it alone, in one pass.
 func (o *fastAgg[K, In, Acc, Out]) spill() error {
 	err := o.runs.dropMirror()
