@@ -225,13 +225,18 @@ func TestDeployOnAClusterRunsOnANodeAndMovesWhenItStops(t *testing.T) {
 	require.Equal(t, cli.ExitOK, code, errOut)
 	require.Regexp(t, `node:\s+`+st.Node+`\n`, out)
 
+	// Its checkpoints are listed through any node.
+	code, out, errOut = run("checkpoints", "cs", "--runner", urls["b"])
+	require.Equal(t, cli.ExitOK, code, errOut)
+	require.Contains(t, out, "checkpoint")
+
 	// Canceled through either node, it ends; its checkpoints stay.
 	code, out, errOut = run("cancel", "cs", "--runner", urls["b"])
 	require.Equal(t, cli.ExitOK, code, errOut)
 	require.Contains(t, out, "CANCELED")
 	code, _, errOut = run("stop", "cs", "--runner", urls["c"])
 	require.Equal(t, cli.ExitFailed, code)
-	require.Contains(t, errOut, "not served on a cluster node yet")
+	require.Contains(t, errOut, "CANCELED and runs on no node")
 }
 
 func TestDeployOnAClusterThatHasNoNodeWithRoomSaysWhy(t *testing.T) {

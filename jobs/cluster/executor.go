@@ -27,6 +27,14 @@ type Runtime interface {
 	DeployWithStorage(ctx context.Context, spec runner.Spec, st checkpoint.Storage) (*runner.Deployment, error)
 	// Cancel ends the running deployment name and waits until it ended.
 	Cancel(ctx context.Context, name string) error
+	// Stop stops the running deployment name, drained or with a
+	// savepoint (into its storage if dir is empty), and waits until it
+	// ended.
+	Stop(ctx context.Context, name string, drain bool, dir string) (runner.SavepointResult, error)
+	// Savepoint takes a savepoint of the running deployment name into dir.
+	Savepoint(ctx context.Context, name, dir string) (runner.SavepointResult, error)
+	// Checkpoints lists the deployment's completed checkpoints.
+	Checkpoints(ctx context.Context, name string) ([]runner.CheckpointSummary, error)
 	// Check validates a spec without building its job (errors wrap
 	// runner.ErrBadSpec) and fills in its defaults.
 	Check(spec runner.Spec) (runner.Spec, error)

@@ -399,3 +399,92 @@ func TestOnlyTheAssignedNodeCompletesACheckpoint(t *testing.T) {
 	s := waitFor(t, n.Node, "checkpoint 2 recorded", func(s *State) bool { return s.Checkpoints["d"].ID == 2 })
 	require.Equal(t, st.Location(), s.Checkpoints["d"].Location)
 }
+
+func TestAStopOnAClusterSavesAndTheNextDeployResumes(t *testing.T) {
+	f := startNATS(t)
+	// cp (parallelism 2) fits only n2; every request goes through n1.
+	nodes := startExecCluster(t, f.srv.URL(), 1, 2)
+	via := nodes[0]
+	f.publish(300)
+	var st runner.Status
+	require.Equal(t, http.StatusCreated, api(t, via, "POST", "/v1/jobs",
+		runner.Spec{Job: "copy", Name: "cp", Parallelism: 2, CheckpointInterval: "50ms"}, &st), "%+v", st)
+	require.Equal(t, "n2", st.Node)
+	require.Eventually(t, func() bool {
+		return api(t, via, "GET", "/v1/jobs/cp", nil, &st) == http.StatusOK && st.State == runner.StateRunning &&
+			st.CheckpointsCompleted >= 1
+	}, 30*time.Second, 10*time.Millisecond)
+
+	// Checkpoints are listed by the node that runs the deployment.
+	var cs []runner.CheckpointSummary
+	require.Equal(t, http.StatusOK, api(t, via, "GET", "/v1/jobs/cp/checkpoints", nil, &cs))
+	require.NotEmpty(t, cs)
+
+	// A savepoint goes to a directory of n2's.
+	dir := filepath.Join(t.TempDir(), "sp")
+	var sp runner.SavepointResult
+	require.Equal(t, http.StatusOK, api(t, via, "POST", "/v1/jobs/cp/savepoint", runner.SavepointRequest{Dir: dir}, &sp), "%+v", sp)
+	require.Equal(t, dir, sp.Path)
+	local, err := checkpoint.NewLocalStorage(dir)
+	require.NoError(t, err)
+	m, err := local.Latest(ctxT(t))
+	require.NoError(t, err)
+	require.Equal(t, sp.ID, m.ID)
+	require.Equal(t, checkpoint.KindSavepoint, m.Kind)
+	var eb runner.ErrorBody
+	require.Equal(t, http.StatusBadRequest, api(t, via, "POST", "/v1/jobs/cp/savepoint", "not a request", &eb))
+	require.Contains(t, eb.Error, "body")
+
+	// A stop with no directory saves into the cluster's storage, records
+	// it, and sets the deployment to Stopped: no node starts it again.
+	var stop runner.SavepointResult
+	require.Equal(t, http.StatusOK, api(t, via, "POST", "/v1/jobs/cp/stop", runner.StopRequest{}, &stop), "%+v", stop)
+	s := via.State()
+	require.Equal(t, "object store bucket "+BucketName(s.ClusterID, "cp")+" on "+f.srv.URL(), stop.Path)
+	require.Greater(t, stop.ID, sp.ID)
+	s = waitFor(t, via.Node, "the stop recorded", func(s *State) bool {
+		d := s.Deployments["cp"]
+		return d.Desired == Stopped && s.Checkpoints["cp"].ID == stop.ID
+	})
+	require.Equal(t, stop.Path, s.Deployments["cp"].Savepoint)
+	require.Equal(t, http.StatusOK, api(t, via, "GET", "/v1/jobs/cp", nil, &st))
+	require.Equal(t, runner.StateStopped, st.State)
+	require.Equal(t, stop.Path, st.Savepoint)
+	d, err := nodes[1].runner.Get("cp")
+	require.NoError(t, err)
+	require.Equal(t, runner.StateStopped, d.State())
+	stopped := f.outCount()
+
+	// Stopped, it takes neither a stop nor a savepoint.
+	require.Equal(t, http.StatusConflict, api(t, via, "POST", "/v1/jobs/cp/stop", runner.StopRequest{}, &eb))
+	require.Contains(t, eb.Error, "STOPPED")
+	require.Equal(t, http.StatusConflict, api(t, via, "POST", "/v1/jobs/cp/savepoint", runner.SavepointRequest{Dir: dir}, &eb))
+	require.Equal(t, http.StatusNotFound, api(t, via, "POST", "/v1/jobs/nope/stop", runner.StopRequest{}, &eb))
+
+	// Deployed again, at parallelism 1, it resumes from the stop's
+	// savepoint: every record once, the old ones included.
+	f.publish(200)
+	require.Equal(t, http.StatusCreated, api(t, via, "POST", "/v1/jobs",
+		runner.Spec{Job: "copy", Name: "cp", Parallelism: 1, CheckpointInterval: "50ms"}, &st), "%+v", st)
+	runsOn := nodes[0]
+	if st.Node == "n2" {
+		runsOn = nodes[1]
+	}
+	require.Empty(t, via.State().Deployments["cp"].Savepoint)
+	require.Eventually(t, func() bool { return f.outCount() >= f.published[0]+f.published[1] }, 60*time.Second, 10*time.Millisecond)
+	require.Greater(t, f.outCount(), stopped)
+	waitFor(t, via.Node, "two checkpoints after the stop", func(s *State) bool { return s.Checkpoints["cp"].ID >= stop.ID+2 })
+	f.checkExactlyOnce()
+
+	// Drained through the node that runs it (no forwarding), its final checkpoint is in
+	// the cluster's storage, recorded.
+	require.Equal(t, http.StatusOK, api(t, runsOn, "POST", "/v1/jobs/cp/stop", runner.StopRequest{Drain: true}, &stop), "%+v", stop)
+	require.True(t, stop.Final)
+	require.Equal(t, s.Deployments["cp"].Savepoint, stop.Path)
+	waitFor(t, via.Node, "the drain recorded", func(s *State) bool {
+		return s.Deployments["cp"].Desired == Stopped && s.Deployments["cp"].Savepoint == stop.Path && s.Checkpoints["cp"].ID == stop.ID
+	})
+	require.Equal(t, http.StatusOK, api(t, via, "GET", "/v1/jobs/cp", nil, &st))
+	require.Equal(t, runner.StateStopped, st.State)
+	f.checkExactlyOnce()
+}

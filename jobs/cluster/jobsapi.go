@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -35,6 +37,9 @@ const forwardedHeader = "X-Sluice-Forwarded"
 //	POST /v1/jobs                  deploy a runner.Spec on the cluster; 201 with its status
 //	GET  /v1/jobs/{name}           a deployment's status
 //	POST /v1/jobs/{name}/cancel    set it to Stopped; it is canceled where it runs
+//	POST /v1/jobs/{name}/stop      stop it drained or with a savepoint (runner.StopRequest), then set it to Stopped
+//	POST /v1/jobs/{name}/savepoint take a savepoint (runner.SavepointRequest)
+//	GET  /v1/jobs/{name}/checkpoints its completed checkpoints, in the cluster's storage
 //
 // A status comes from the node the deployment is assigned to (the request
 // is forwarded to it), with Status.Node naming it; a deployment on no node
@@ -42,8 +47,16 @@ const forwardedHeader = "X-Sluice-Forwarded"
 // CANCELED. A deploy is checked (runner.Runtime.Check) and refused (409)
 // while a deployment of that name should run; its checkpoints go to the
 // cluster's storage, so a spec naming a checkpoint directory is refused.
-// The other verbs of a runner (stop and savepoint, checkpoints) are not
-// served on a cluster yet: they answer 400 and say so.
+//
+// Stop, savepoint and checkpoints are served by the node that runs the
+// deployment (the request is forwarded to it; one for a deployment that
+// runs on no node is refused with 409). A stop with no directory puts its
+// savepoint in the cluster's storage, where the deployment's checkpoints
+// are: deploying it again, on any node, resumes from it, and its status is
+// STOPPED with Status.Savepoint naming it. A savepoint, and a stop given
+// a directory, write to a directory on the file system of the node that
+// runs the deployment (Status.Node, SavepointResult.Path): a directory
+// that node shares with the others, for a later --from-savepoint.
 func (e *Executor) JobsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+runner.PathJobs, func(w http.ResponseWriter, r *http.Request) {
@@ -111,12 +124,123 @@ func (e *Executor) JobsHandler() http.Handler {
 		}
 		runner.WriteJSON(w, http.StatusOK, st)
 	})
-	mux.HandleFunc("/v1/jobs/{name}/{verb}", func(w http.ResponseWriter, r *http.Request) {
-		runner.WriteJSON(w, http.StatusBadRequest, runner.ErrorBody{Error: fmt.Sprintf(
-			"%s %s: not served on a cluster node yet; 'jobrunner cancel %s' stops the deployment (its checkpoints stay in the cluster's storage, and deploying it again resumes from them)",
-			r.Method, r.URL.Path, r.PathValue("name"))})
+	mux.HandleFunc("POST "+runner.PathJobs+"/{name}/stop", func(w http.ResponseWriter, r *http.Request) {
+		var req runner.StopRequest
+		e.onRunningNode(w, r, &req, func(ctx context.Context, name string) (any, error) {
+			return e.stopHere(ctx, name, req)
+		})
+	})
+	mux.HandleFunc("POST "+runner.PathJobs+"/{name}/savepoint", func(w http.ResponseWriter, r *http.Request) {
+		var req runner.SavepointRequest
+		e.onRunningNode(w, r, &req, func(ctx context.Context, name string) (any, error) {
+			return e.cfg.Runtime.Savepoint(ctx, name, req.Dir)
+		})
+	})
+	mux.HandleFunc("GET "+runner.PathJobs+"/{name}/checkpoints", func(w http.ResponseWriter, r *http.Request) {
+		e.onRunningNode(w, r, nil, func(ctx context.Context, name string) (any, error) {
+			return e.cfg.Runtime.Checkpoints(ctx, name)
+		})
 	})
 	return mux
+}
+
+// stopTimeout bounds a stop: its savepoint, the job's end and the record
+// of the stop in the State.
+const stopTimeout = 2 * time.Minute
+
+// stopHere stops deployment name, which runs on this node, and then sets
+// it to Stopped, with the stop's savepoint, so that no node starts it
+// again. Until then the executor does not restart it: it still holds the
+// deployment, ended.
+func (e *Executor) stopHere(ctx context.Context, name string, req runner.StopRequest) (runner.SavepointResult, error) {
+	res, err := e.cfg.Runtime.Stop(ctx, name, req.Drain, req.Dir)
+	if err != nil {
+		return res, err
+	}
+	if err := e.node.Apply(ctx, &Command{Op: OpSetDesired, Name: name, Desired: Stopped, Savepoint: res.Path}); err != nil {
+		return res, fmt.Errorf("deployment %q stopped with savepoint %d in %s, but the cluster could not record the stop (it may start the deployment again from that savepoint): %w",
+			name, res.ID, res.Path, err)
+	}
+	e.await(ctx, func(s *State) bool { d := s.Deployments[name]; return d == nil || d.Desired == Stopped })
+	return res, nil
+}
+
+// onRunningNode serves a request for the deployment named in its path on
+// the node that runs it: here, with do, if it runs here; else it forwards
+// the request to that node and relays the answer. body, if not nil, is
+// where the request's JSON body is decoded before do runs.
+func (e *Executor) onRunningNode(w http.ResponseWriter, r *http.Request, body any, do func(ctx context.Context, name string) (any, error)) {
+	name := r.PathValue("name")
+	ctx, cancel := context.WithTimeout(r.Context(), stopTimeout)
+	defer cancel()
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		runner.WriteJSON(w, http.StatusBadRequest, runner.ErrorBody{Error: fmt.Sprintf("%s %s: reading the body: %v", r.Method, r.URL.Path, err)})
+		return
+	}
+	serve := func() {
+		if body != nil && len(bytes.TrimSpace(raw)) > 0 {
+			if err := json.Unmarshal(raw, body); err != nil {
+				runner.WriteJSON(w, http.StatusBadRequest, runner.ErrorBody{Error: fmt.Sprintf("%s %s: body: %v", r.Method, r.URL.Path, err)})
+				return
+			}
+		}
+		out, err := do(ctx, name)
+		if err != nil {
+			writeJobsError(w, err)
+			return
+		}
+		runner.WriteJSON(w, http.StatusOK, out)
+	}
+	if e.runningHere(name) != nil {
+		serve()
+		return
+	}
+	if r.Header.Get(forwardedHeader) != "" {
+		runner.WriteJSON(w, http.StatusMisdirectedRequest, runner.ErrorBody{Error: fmt.Sprintf("deployment %q does not run on node %s", name, e.node.ID())})
+		return
+	}
+	st, err := e.status(ctx, name)
+	if err != nil {
+		writeJobsError(w, err)
+		return
+	}
+	s := e.node.State()
+	node := assignedTo(s, name)
+	if node == "" || node == e.node.ID() {
+		runner.WriteJSON(w, http.StatusConflict, runner.ErrorBody{Error: fmt.Sprintf(
+			"%s %s: deployment %q is %s and runs on no node", r.Method, r.URL.Path, name, st.State)})
+		return
+	}
+	m := s.Nodes[node]
+	if m == nil || m.APIAddr == "" {
+		runner.WriteJSON(w, http.StatusServiceUnavailable, runner.ErrorBody{Error: fmt.Sprintf(
+			"%s %s: deployment %q runs on node %s, which has registered no API address", r.Method, r.URL.Path, name, node)})
+		return
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+m.APIAddr+r.URL.Path, bytes.NewReader(raw))
+	if err != nil {
+		writeJobsError(w, err)
+		return
+	}
+	req.Header.Set(forwardedHeader, e.node.ID())
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := e.node.http.Do(req)
+	if err != nil {
+		runner.WriteJSON(w, http.StatusBadGateway, runner.ErrorBody{Error: fmt.Sprintf(
+			"%s %s: deployment %q runs on node %s at %s: %v", r.Method, r.URL.Path, name, node, m.APIAddr, err)})
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusMisdirectedRequest {
+		runner.WriteJSON(w, http.StatusConflict, runner.ErrorBody{Error: fmt.Sprintf(
+			"%s %s: deployment %q is assigned to node %s, which has not started it yet (state %s); try again",
+			r.Method, r.URL.Path, name, node, st.State)})
+		return
+	}
+	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
 }
 
 // deploy adds spec to the cluster and returns its status once the leader
@@ -177,6 +301,8 @@ func (e *Executor) status(ctx context.Context, name string) (runner.Status, erro
 	node := assignedTo(s, name)
 	st.Node = node
 	switch {
+	case d.Desired != Running && d.Savepoint != "":
+		st.State, st.Savepoint = runner.StateStopped, d.Savepoint
 	case d.Desired != Running:
 		st.State = runner.StateCanceled
 	case node == "":

@@ -45,6 +45,9 @@ type Deployment struct {
 	// Generation counts the changes of Spec and Desired: subtasks restart
 	// when it changes.
 	Generation uint64 `msgpack:"generation" json:"generation"`
+	// Savepoint is, for a deployment stopped with a savepoint (or drained),
+	// where that savepoint is; empty for one canceled, or running.
+	Savepoint string `msgpack:"savepoint,omitempty" json:"savepoint,omitempty"`
 }
 
 // Parallelism is the deployment's parallelism, 1 when the spec says 0.
@@ -119,7 +122,7 @@ type Op string
 
 const (
 	OpDeploy     Op = "deploy"      // Deployment: add, or replace the spec of, Deployment.Spec.Name
-	OpSetDesired Op = "set-desired" // Name, Desired
+	OpSetDesired Op = "set-desired" // Name, Desired, Savepoint
 	OpRemove     Op = "remove"      // Name: the deployment and its assignment and checkpoint
 	OpAddNode    Op = "add-node"    // Node: register or update a member
 	OpNodeUp     Op = "node-up"     // Name (node ID), Up, At
@@ -134,6 +137,7 @@ type Command struct {
 	Name        string              `msgpack:"name,omitempty" json:"name,omitempty"`
 	Deployment  *Deployment         `msgpack:"deployment,omitempty" json:"deployment,omitempty"`
 	Desired     Desired             `msgpack:"desired,omitempty" json:"desired,omitempty"`
+	Savepoint   string              `msgpack:"savepoint,omitempty" json:"savepoint,omitempty"` // OpSetDesired Stopped: the stop's savepoint
 	Node        *Member             `msgpack:"node,omitempty" json:"node,omitempty"`
 	Up          bool                `msgpack:"up,omitempty" json:"up,omitempty"`
 	At          time.Time           `msgpack:"at,omitempty" json:"at,omitempty"`
@@ -212,7 +216,7 @@ func (s *State) apply(c *Command) error {
 		if nd.Desired != Running && nd.Desired != Stopped {
 			return fmt.Errorf("deploy %q: desired state %q is neither %q nor %q", name, nd.Desired, Running, Stopped)
 		}
-		nd.Generation = 1
+		nd.Generation, nd.Savepoint = 1, ""
 		if old := s.Deployments[name]; old != nil {
 			nd.Generation = old.Generation + 1
 		}
@@ -228,6 +232,10 @@ func (s *State) apply(c *Command) error {
 		if d.Desired != c.Desired {
 			d.Desired = c.Desired
 			d.Generation++
+		}
+		d.Savepoint = ""
+		if c.Desired == Stopped {
+			d.Savepoint = c.Savepoint
 		}
 	case OpRemove:
 		if s.Deployments[c.Name] == nil {

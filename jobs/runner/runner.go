@@ -125,6 +125,9 @@ type Deployment struct {
 	job  *dataflow.Job
 	def  jobs.Definition
 	ckpt checkpoint.Storage // nil without checkpoints
+	// shared: ckpt was given to DeployWithStorage (a cluster's storage,
+	// which any node reads): a stop's savepoint goes there by default.
+	shared bool
 
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -252,6 +255,7 @@ func (r *Runner) prepare(spec Spec, st checkpoint.Storage) (*Deployment, jobs.Co
 	}
 	if st != nil {
 		d.ckpt = st
+		d.shared = dir == ""
 		jc.CheckpointStorage = st
 		jc.Checkpoint.Interval = 10 * time.Second
 		// A deployment with checkpoints resumes from its latest one: after a
@@ -572,9 +576,11 @@ func (r *Runner) Savepoint(ctx context.Context, name, dir string) (SavepointResu
 // Stop stops the running deployment name. With drain, its sources end
 // their input where they are, every window fires and the final checkpoint
 // commits everything (the result names that checkpoint's directory, the
-// deployment's checkpoint directory). Without drain it stops with a
-// savepoint into dir (see Savepoint for the default). It returns once the
-// job has ended.
+// deployment's checkpoint storage). Without drain it stops with a
+// savepoint into dir; an empty dir means, for a deployment of
+// DeployWithStorage, that storage (a cluster's, which every node reads:
+// deployed again, the deployment resumes from the savepoint), and else a
+// new directory as for Savepoint. It returns once the job has ended.
 func (r *Runner) Stop(ctx context.Context, name string, drain bool, dir string) (SavepointResult, error) {
 	d, err := r.get(name)
 	if err != nil {
@@ -598,7 +604,7 @@ func (r *Runner) Stop(ctx context.Context, name string, drain bool, dir string) 
 		res := SavepointResult{Deployment: name, Final: true}
 		if d.ckpt != nil {
 			if m, err := d.ckpt.Latest(ctx); err == nil {
-				res.ID, res.Path = m.ID, d.Spec.CheckpointDir
+				res.ID, res.Path = m.ID, d.ckpt.Location()
 			}
 		}
 		d.mu.Lock()
@@ -606,12 +612,18 @@ func (r *Runner) Stop(ctx context.Context, name string, drain bool, dir string) 
 		d.mu.Unlock()
 		return res, nil
 	}
-	if dir, err = r.savepointDir(d, dir); err != nil {
-		return SavepointResult{}, err
-	}
-	st, err := checkpoint.NewLocalStorage(dir)
-	if err != nil {
-		return SavepointResult{}, err
+	var st checkpoint.Storage
+	if dir == "" && d.shared {
+		// Into the shared storage the deployment resumes from: deployed
+		// again, on any node, it goes on from this savepoint.
+		st, dir = d.ckpt, d.ckpt.Location()
+	} else {
+		if dir, err = r.savepointDir(d, dir); err != nil {
+			return SavepointResult{}, err
+		}
+		if st, err = checkpoint.NewLocalStorage(dir); err != nil {
+			return SavepointResult{}, err
+		}
 	}
 	d.mu.Lock()
 	d.stopping = StateStopped
