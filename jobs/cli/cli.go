@@ -34,6 +34,7 @@ verbs:
   savepoint <name>        take a savepoint (--dir DIR)
   stop <name>             stop with a savepoint (--dir DIR), or --drain
   cancel <name>           cancel without a savepoint
+  rescale <name>          stop with a savepoint, start again at --parallelism N
   checkpoints <name>      list a deployment's completed checkpoints
   nodes                   a cluster's members, their slots and the leader
 
@@ -70,7 +71,7 @@ serve:
   --join ADDR              the REST API address of a member to join (none: a new cluster)
   --join-timeout D         how long --join retries a member that does not answer (default 5s)
   --slots N                subtasks the node runs at most (default: the number of CPUs)
-management verbs (deploy, list, status, savepoint, stop, cancel, checkpoints, nodes):
+management verbs (deploy, list, status, savepoint, stop, cancel, rescale, checkpoints, nodes):
   --runner URL             the runner (default $SLUICE_RUNNER or http://127.0.0.1:8081)
   --json                   print JSON as the API returns it
 `
@@ -99,7 +100,7 @@ func Main(ctx context.Context, reg *jobs.Registry, args []string, stdout, stderr
 		err = generate(ctx, reg, rest, stdout)
 	case "serve":
 		err = serve(ctx, reg, rest, stderr)
-	case "deploy", "list", "status", "savepoint", "stop", "cancel", "checkpoints", "nodes":
+	case "deploy", "list", "status", "savepoint", "stop", "cancel", "rescale", "checkpoints", "nodes":
 		err = manage(ctx, verb, rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -230,6 +230,20 @@ func TestDeployOnAClusterRunsOnANodeAndMovesWhenItStops(t *testing.T) {
 	require.Equal(t, cli.ExitOK, code, errOut)
 	require.Contains(t, out, "checkpoint")
 
+	// Rescaled through either node, to 1 and back to 2, it runs on.
+	for _, p := range []string{"1", "2"} {
+		code, out, errOut = run("rescale", "cs", "--parallelism", p, "--runner", urls["b"])
+		require.Equal(t, cli.ExitOK, code, errOut)
+		require.Regexp(t, `node:\s+[bc]\n`, out)
+		require.Eventually(t, func() bool {
+			st = statusOf(t, urls["c"], "cs")
+			return st.State == runner.StateRunning && fmt.Sprint(st.Spec.Parallelism) == p && st.CheckpointsCompleted > 0
+		}, 30*time.Second, 20*time.Millisecond, "%+v", st)
+	}
+	code, _, errOut = run("rescale", "cs", "--parallelism", "3", "--runner", urls["c"])
+	require.Equal(t, cli.ExitFailed, code)
+	require.Contains(t, errOut, "nothing stopped")
+
 	// Canceled through either node, it ends; its checkpoints stay.
 	code, out, errOut = run("cancel", "cs", "--runner", urls["b"])
 	require.Equal(t, cli.ExitOK, code, errOut)

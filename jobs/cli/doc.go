@@ -30,9 +30,11 @@
 // to another, resumed from its latest checkpoint in the JetStream object
 // store of --nats, when that node dies; `list`, `status` and `cancel` on
 // any node answer for the whole cluster, and `nodes` lists the members.
-// `stop`, `savepoint` and `checkpoints` on any node are served by the node
-// that runs the deployment: `stop` puts its savepoint in the cluster's
-// storage, and deploying the deployment again resumes from it.
+// `stop`, `savepoint`, `rescale` and `checkpoints` on any node are served
+// by the node that runs the deployment: `stop` puts its savepoint in the
+// cluster's storage, and deploying the deployment again resumes from it;
+// `rescale NAME --parallelism N` stops it so and deploys it again at N (on
+// a single runner too, for a deployment with checkpoints).
 //
 // Errors are one line on stderr and a non-zero exit code: 2 for bad usage
 // (an unknown job, verb or flag, a bad flag value), 1 for a failure (a

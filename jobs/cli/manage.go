@@ -99,6 +99,7 @@ func manage(ctx context.Context, verb string, args []string, stdout io.Writer) e
 		asJSON     bool
 		dir        string
 		drain      bool
+		parallel   int
 		rest       []string
 		spec       *runner.Spec
 	)
@@ -137,6 +138,8 @@ func manage(ctx context.Context, verb string, args []string, stdout io.Writer) e
 		case "stop":
 			fs.StringVar(&dir, "dir", "", "")
 			fs.BoolVar(&drain, "drain", false, "")
+		case "rescale":
+			fs.IntVar(&parallel, "parallelism", 0, "")
 		}
 		// The deployment name may come before or after the flags.
 		var name []string
@@ -156,6 +159,9 @@ func manage(ctx context.Context, verb string, args []string, stdout io.Writer) e
 				return usageError{fmt.Errorf("takes no arguments, got %q", rest)}
 			}
 			return usageError{fmt.Errorf("needs one deployment name (see 'jobrunner list'), got %q", rest)}
+		}
+		if verb == "rescale" && parallel < 1 {
+			return usageError{fmt.Errorf("needs --parallelism N, at least 1 (got %d)", parallel)}
 		}
 		if drain && dir != "" {
 			return usageError{errors.New("--drain ends with a final checkpoint in the deployment's checkpoint directory: drop --dir")}
@@ -274,6 +280,11 @@ func manage(ctx context.Context, verb string, args []string, stdout io.Writer) e
 		return nil
 	case "cancel":
 		if err := c.do(ctx, http.MethodPost, path(rest[0], "cancel"), nil, &raw); err != nil {
+			return err
+		}
+		return printStatus(stdout, raw, asJSON)
+	case "rescale":
+		if err := c.do(ctx, http.MethodPost, path(rest[0], "rescale"), runner.RescaleRequest{Parallelism: parallel}, &raw); err != nil {
 			return err
 		}
 		return printStatus(stdout, raw, asJSON)

@@ -105,9 +105,8 @@
 // What does not run yet (issue 14): one job's subtasks on several nodes.
 // A deployment runs whole on one node, so it is no larger than the
 // largest node, until exchanges between nodes (internal/netexchange) are
-// part of a job's dataflow. Nor does rescaling run on a cluster (a
-// deployment moves whole; stop it and deploy it again at another
-// parallelism). Nor is a minority fenced: a node cut
+// part of a job's dataflow (a rescale, Executor.JobsHandler, restarts it
+// whole at the new parallelism, on one node). Nor is a minority fenced: a node cut
 // off from the others (a partition, not a crash) keeps running what it
 // runs, and its sinks keep committing (its checkpoints cannot be recorded
 // without a leader, which is only logged), while the majority runs the

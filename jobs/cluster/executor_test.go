@@ -488,3 +488,46 @@ func TestAStopOnAClusterSavesAndTheNextDeployResumes(t *testing.T) {
 	require.Equal(t, runner.StateStopped, st.State)
 	f.checkExactlyOnce()
 }
+
+func TestARescaleOnAClusterResumesFromItsSavepoint(t *testing.T) {
+	f := startNATS(t)
+	// n1 (the leader) has 2 slots, n2 3: cp goes to n2 at 2 and at 3.
+	nodes := startExecCluster(t, f.srv.URL(), 2, 3)
+	via := nodes[0]
+	f.publish(200)
+	var st runner.Status
+	require.Equal(t, http.StatusCreated, api(t, via, "POST", "/v1/jobs",
+		runner.Spec{Job: "copy", Name: "cp", Parallelism: 2, CheckpointInterval: "50ms"}, &st), "%+v", st)
+	require.Equal(t, "n2", st.Node)
+	running := func(p int) runner.Status {
+		t.Helper()
+		var st runner.Status
+		require.Eventually(t, func() bool {
+			return api(t, via, "GET", "/v1/jobs/cp", nil, &st) == http.StatusOK && st.State == runner.StateRunning &&
+				st.Spec.Parallelism == p && st.CheckpointsCompleted >= 1
+		}, 30*time.Second, 10*time.Millisecond, "%+v", st)
+		return st
+	}
+	running(2)
+
+	// No node has 4 slots: refused, and it runs on as it was.
+	var eb runner.ErrorBody
+	require.Equal(t, http.StatusConflict, api(t, via, "POST", "/v1/jobs/cp/rescale", runner.RescaleRequest{Parallelism: 4}, &eb))
+	require.Contains(t, eb.Error, "nothing stopped")
+	require.Contains(t, eb.Error, "the largest up node has 3")
+	require.Equal(t, http.StatusBadRequest, api(t, via, "POST", "/v1/jobs/cp/rescale", runner.RescaleRequest{Parallelism: 0}, &eb))
+	require.Equal(t, http.StatusOK, api(t, via, "GET", "/v1/jobs/cp", nil, &st))
+	require.Equal(t, runner.StateRunning, st.State)
+
+	for _, p := range []int{3, 1, 2} {
+		before := via.State().Checkpoints["cp"].ID
+		require.Equal(t, http.StatusOK, api(t, via, "POST", "/v1/jobs/cp/rescale", runner.RescaleRequest{Parallelism: p}, &st), "%+v", st)
+		require.Equal(t, p, st.Spec.Parallelism)
+		st = running(p)
+		f.publish(100)
+		require.Eventually(t, func() bool { return f.outCount() >= f.published[0]+f.published[1] }, 60*time.Second, 10*time.Millisecond)
+		// It went on from the rescale's savepoint, not from the start.
+		require.Greater(t, via.State().Checkpoints["cp"].ID, before)
+		f.checkExactlyOnce()
+	}
+}

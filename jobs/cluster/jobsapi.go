@@ -40,6 +40,7 @@ const forwardedHeader = "X-Sluice-Forwarded"
 //	POST /v1/jobs/{name}/stop      stop it drained or with a savepoint (runner.StopRequest), then set it to Stopped
 //	POST /v1/jobs/{name}/savepoint take a savepoint (runner.SavepointRequest)
 //	GET  /v1/jobs/{name}/checkpoints its completed checkpoints, in the cluster's storage
+//	POST /v1/jobs/{name}/rescale   stop it with a savepoint and deploy it again at another parallelism (runner.RescaleRequest)
 //
 // A status comes from the node the deployment is assigned to (the request
 // is forwarded to it), with Status.Node naming it; a deployment on no node
@@ -48,7 +49,7 @@ const forwardedHeader = "X-Sluice-Forwarded"
 // while a deployment of that name should run; its checkpoints go to the
 // cluster's storage, so a spec naming a checkpoint directory is refused.
 //
-// Stop, savepoint and checkpoints are served by the node that runs the
+// Stop, savepoint, checkpoints and rescale are served by the node that runs the
 // deployment (the request is forwarded to it; one for a deployment that
 // runs on no node is refused with 409). A stop with no directory puts its
 // savepoint in the cluster's storage, where the deployment's checkpoints
@@ -130,6 +131,12 @@ func (e *Executor) JobsHandler() http.Handler {
 			return e.stopHere(ctx, name, req)
 		})
 	})
+	mux.HandleFunc("POST "+runner.PathJobs+"/{name}/rescale", func(w http.ResponseWriter, r *http.Request) {
+		var req runner.RescaleRequest
+		e.onRunningNode(w, r, &req, func(ctx context.Context, name string) (any, error) {
+			return e.rescaleHere(ctx, name, req.Parallelism)
+		})
+	})
 	mux.HandleFunc("POST "+runner.PathJobs+"/{name}/savepoint", func(w http.ResponseWriter, r *http.Request) {
 		var req runner.SavepointRequest
 		e.onRunningNode(w, r, &req, func(ctx context.Context, name string) (any, error) {
@@ -165,6 +172,54 @@ func (e *Executor) stopHere(ctx context.Context, name string, req runner.StopReq
 	return res, nil
 }
 
+// rescaleHere rescales deployment name, which runs on this node, to
+// parallelism p: it stops it with a savepoint in the cluster's storage,
+// then deploys its spec again at p, which the leader places (on any node)
+// and which resumes from that savepoint, its keyed state split by key
+// group over the new subtasks. A parallelism that no up node has room
+// for (a deployment runs whole on one node) is refused before anything
+// stops.
+func (e *Executor) rescaleHere(ctx context.Context, name string, p int) (runner.Status, error) {
+	s := e.node.State()
+	d := s.Deployments[name]
+	if d == nil {
+		return runner.Status{}, fmt.Errorf("%w: %q", ErrNoDeployment, name)
+	}
+	if p < 1 {
+		return runner.Status{}, fmt.Errorf("%w: deployment %q: rescale to parallelism %d: want at least 1", runner.ErrBadSpec, name, p)
+	}
+	spec := d.Spec
+	spec.Parallelism = p
+	spec, err := e.cfg.Runtime.Check(spec)
+	if err != nil {
+		return runner.Status{}, err
+	}
+	// Where it would go, as the leader places it now, with its own slots
+	// free: a rescale the cluster has no room for does not stop it.
+	after := s.Clone()
+	after.Deployments[name].Spec = spec
+	delete(after.Assignments, name)
+	if why := after.Waiting(name); why != "" {
+		return runner.Status{}, fmt.Errorf("%w: rescale to parallelism %d refused, nothing stopped: %s", ErrNotEnoughSlots, p, why)
+	}
+	res, err := e.cfg.Runtime.Stop(ctx, name, false, "")
+	if err != nil {
+		return runner.Status{}, err
+	}
+	if err := e.node.Apply(ctx, &Command{Op: OpDeploy, Deployment: &Deployment{Spec: spec, Desired: Running}}); err != nil {
+		// Stopped, it must not look as if it ran: record the stop if
+		// the cluster takes it.
+		_ = e.node.Apply(ctx, &Command{Op: OpSetDesired, Name: name, Desired: Stopped, Savepoint: res.Path})
+		return runner.Status{}, fmt.Errorf("deployment %q stopped with savepoint %d in %s for the rescale, but the cluster did not take it at parallelism %d (deploy it again to resume): %w",
+			name, res.ID, res.Path, p, err)
+	}
+	e.await(ctx, func(s *State) bool {
+		d := s.Deployments[name]
+		return d != nil && d.Spec.Parallelism == p && (assignedTo(s, name) != "" || s.Waiting(name) != "")
+	})
+	return e.status(ctx, name)
+}
+
 // onRunningNode serves a request for the deployment named in its path on
 // the node that runs it: here, with do, if it runs here; else it forwards
 // the request to that node and relays the answer. body, if not nil, is
@@ -180,7 +235,9 @@ func (e *Executor) onRunningNode(w http.ResponseWriter, r *http.Request, body an
 	}
 	serve := func() {
 		if body != nil && len(bytes.TrimSpace(raw)) > 0 {
-			if err := json.Unmarshal(raw, body); err != nil {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(body); err != nil {
 				runner.WriteJSON(w, http.StatusBadRequest, runner.ErrorBody{Error: fmt.Sprintf("%s %s: body: %v", r.Method, r.URL.Path, err)})
 				return
 			}

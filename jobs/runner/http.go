@@ -31,6 +31,11 @@ type StopRequest struct {
 	Dir   string `json:"dir,omitempty"`
 }
 
+// RescaleRequest is the body of POST /v1/jobs/{name}/rescale.
+type RescaleRequest struct {
+	Parallelism int `json:"parallelism"`
+}
+
 // SavepointRequest is the body of POST /v1/jobs/{name}/savepoint.
 type SavepointRequest struct {
 	Dir string `json:"dir,omitempty"`
@@ -59,6 +64,7 @@ type RegisteredJob struct {
 //	POST /v1/jobs/{name}/savepoint     take a savepoint (SavepointRequest)
 //	POST /v1/jobs/{name}/stop          stop with a savepoint or drain (StopRequest)
 //	POST /v1/jobs/{name}/cancel        cancel
+//	POST /v1/jobs/{name}/rescale       stop with a savepoint and start again at another parallelism (RescaleRequest); its status
 //	GET  /metrics                      Prometheus metrics
 //	GET  /healthz                      200 "ok"
 //
@@ -128,6 +134,18 @@ func (r *Runner) Handler() http.Handler {
 			return
 		}
 		WriteJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST "+PathJobs+"/{name}/rescale", func(w http.ResponseWriter, req *http.Request) {
+		var body RescaleRequest
+		if !ReadJSON(w, req, &body) {
+			return
+		}
+		d, err := r.Rescale(req.Context(), req.PathValue("name"), body.Parallelism)
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, d.Status())
 	})
 	mux.HandleFunc("POST "+PathJobs+"/{name}/cancel", func(w http.ResponseWriter, req *http.Request) {
 		name := req.PathValue("name")

@@ -625,6 +625,54 @@ func (r *Runner) Stop(ctx context.Context, name string, drain bool, dir string) 
 			return SavepointResult{}, err
 		}
 	}
+	return r.stopWithSavepoint(ctx, d, st, dir)
+}
+
+// Rescale stops the running deployment name with a savepoint into its own
+// checkpoint storage and deploys it again at parallelism p, resumed from
+// that savepoint: its keyed state is split by key group over the new
+// subtasks, and its sources' positions carry over, so that the output is
+// what one uninterrupted run gives. It needs a deployment with
+// checkpoints.
+func (r *Runner) Rescale(ctx context.Context, name string, p int) (*Deployment, error) {
+	d, err := r.get(name)
+	if err != nil {
+		return nil, err
+	}
+	if d.ckpt == nil {
+		return nil, bad("deployment %q keeps no checkpoints: a rescale resumes it from a savepoint in its checkpoint storage (deploy it with a checkpoint directory)", name)
+	}
+	if d.State() != StateRunning {
+		return nil, fmt.Errorf("%w: deployment %q is %s", ErrConflict, name, d.State())
+	}
+	if p < 1 {
+		return nil, bad("deployment %q: rescale to parallelism %d: want at least 1", name, p)
+	}
+	spec := d.Spec
+	spec.Parallelism, spec.FromSavepoint = p, ""
+	if spec, err = r.Check(spec); err != nil {
+		return nil, err
+	}
+	if _, err := r.stopWithSavepoint(ctx, d, d.ckpt, d.ckpt.Location()); err != nil {
+		return nil, err
+	}
+	var st checkpoint.Storage
+	if d.shared {
+		st = d.ckpt
+	}
+	nd, err := r.deploy(ctx, spec, st, false)
+	if err != nil {
+		return nil, fmt.Errorf("deployment %q stopped with a savepoint in %s for the rescale, but did not start again at parallelism %d (deploy it again to resume): %w",
+			name, d.ckpt.Location(), p, err)
+	}
+	r.log.Info("rescaled", "deployment", name, "parallelism", p)
+	return nd, nil
+}
+
+// stopWithSavepoint stops d with a savepoint into st, which is at dir, and
+// waits until it ended.
+func (r *Runner) stopWithSavepoint(ctx context.Context, d *Deployment, st checkpoint.Storage, dir string) (SavepointResult, error) {
+	name := d.Name
 	d.mu.Lock()
 	d.stopping = StateStopped
 	d.mu.Unlock()

@@ -385,3 +385,38 @@ func TestDeployWithStorageResumesFromIt(t *testing.T) {
 	_, err = r.DeployWithStorage(context.Background(), runner.Spec{Job: "numbers"}, nil)
 	require.ErrorIs(t, err, runner.ErrBadSpec)
 }
+
+func TestRescaleOverRESTResumesFromItsSavepoint(t *testing.T) {
+	st := newStore()
+	r, a := newRunner(t, st)
+	const total = 20000
+	var status runner.Status
+	require.Equal(t, http.StatusCreated, a.call("POST", "/v1/jobs", runner.Spec{Job: "numbers", Name: "n", Parallelism: 2,
+		Params: map[string]string{"count": fmt.Sprint(total), "rate": "20000"}, CheckpointInterval: "20ms"}, &status))
+	d, err := r.Get("n")
+	require.NoError(t, err)
+	waitRecords(t, d, 2000)
+
+	var eb runner.ErrorBody
+	require.Equal(t, http.StatusBadRequest, a.call("POST", "/v1/jobs/n/rescale", runner.RescaleRequest{Parallelism: 0}, &eb))
+	require.Contains(t, eb.Error, "at least 1")
+	require.Equal(t, http.StatusNotFound, a.call("POST", "/v1/jobs/nope/rescale", runner.RescaleRequest{Parallelism: 2}, &eb))
+
+	require.Equal(t, http.StatusOK, a.call("POST", "/v1/jobs/n/rescale", runner.RescaleRequest{Parallelism: 3}, &status), "%+v", status)
+	require.Equal(t, runner.StateRunning, status.State)
+	require.Equal(t, 3, status.Spec.Parallelism)
+	_, committed := st.count()
+	require.Less(t, committed, total, "rescaled before the end")
+	d3, err := r.Get("n")
+	require.NoError(t, err)
+	<-d3.Done()
+	require.NoError(t, d3.Err())
+	require.Equal(t, runner.StateFinished, d3.State())
+	distinct, committed := st.count()
+	require.Equal(t, total, distinct, "nothing lost")
+	require.Equal(t, total, committed, "nothing twice")
+
+	// Finished, it is not rescaled.
+	require.Equal(t, http.StatusConflict, a.call("POST", "/v1/jobs/n/rescale", runner.RescaleRequest{Parallelism: 1}, &eb))
+	require.Contains(t, eb.Error, "FINISHED")
+}
