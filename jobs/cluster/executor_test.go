@@ -531,3 +531,24 @@ func TestARescaleOnAClusterResumesFromItsSavepoint(t *testing.T) {
 		f.checkExactlyOnce()
 	}
 }
+
+func TestAJobOnAClusterOutlivesARestartOfItsNATSServer(t *testing.T) {
+	f := startNATS(t)
+	nodes := startExecCluster(t, f.srv.URL(), 2, 2)
+	via := nodes[0]
+	f.publish(300)
+	var st runner.Status
+	require.Equal(t, http.StatusCreated, api(t, via, "POST", "/v1/jobs",
+		runner.Spec{Job: "copy", Name: "cp", Parallelism: 2, CheckpointInterval: "50ms"}, &st), "%+v", st)
+	require.Eventually(t, func() bool { return f.outCount() >= f.published[0]+f.published[1] }, 30*time.Second, 10*time.Millisecond)
+	before := waitFor(t, via.Node, "a checkpoint recorded", func(s *State) bool { return s.Checkpoints["cp"].ID >= 2 }).Checkpoints["cp"]
+
+	require.NoError(t, f.srv.Restart())
+	f.publish(300)
+	require.Eventually(t, func() bool { return f.outCount() >= f.published[0]+f.published[1] }, 60*time.Second, 10*time.Millisecond)
+	waitFor(t, via.Node, "checkpoints after the restart", func(s *State) bool { return s.Checkpoints["cp"].ID >= before.ID+2 })
+	require.Equal(t, http.StatusOK, api(t, via, "GET", "/v1/jobs/cp", nil, &st))
+	require.Equal(t, runner.StateRunning, st.State, "%+v", st)
+	t.Logf("after the NATS restart: %+v restarts %d", st.State, st.Restarts)
+	f.checkExactlyOnce()
+}
