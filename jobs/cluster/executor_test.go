@@ -20,9 +20,11 @@ import (
 	"github.com/sluicedata/sluice/checkpoint"
 	"github.com/sluicedata/sluice/connectors/jetstream"
 	"github.com/sluicedata/sluice/connectors/jetstream/embedded"
+	"github.com/sluicedata/sluice/connectors/memory"
 	"github.com/sluicedata/sluice/dataflow"
 	"github.com/sluicedata/sluice/jobs"
 	"github.com/sluicedata/sluice/jobs/runner"
+	"github.com/sluicedata/sluice/operators"
 )
 
 // copyJobs registers "copy": it reads the stream IN (partitions in.0 and
@@ -42,8 +44,26 @@ func copyJobs() *jobs.Registry {
 			return job, nil
 		},
 	})
+	reg.Register(jobs.Definition{
+		Name:        "keyed",
+		Description: "a running count over stateKeys keys of generated numbers; the counts of 100 keys to OUT",
+		Build: func(cfg jobs.Config) (*dataflow.Job, error) {
+			job := dataflow.NewJob("keyed", cfg.Job)
+			src := memory.Generator(job, "numbers", memory.GeneratorConfig[int64]{Rate: 200_000,
+				Generate: func(seq int64) int64 { return seq }})
+			counts := operators.Aggregate(dataflow.KeyBy(src, func(v int64) int64 { return v % stateKeys }), "count",
+				operators.Count[int64]())
+			few := operators.Filter(counts, "few", func(kv dataflow.KV[int64, int64]) bool { return kv.Key < 100 })
+			out := operators.Map(few, "format", func(kv dataflow.KV[int64, int64]) string { return fmt.Sprintf("%d:%d", kv.Key, kv.Value) })
+			jetstream.Sink(out, "out", jetstream.SinkConfig[string]{Conn: cfg.NATS, Subject: func(string) string { return "out.0" }})
+			return job, nil
+		},
+	})
 	return reg
 }
+
+// stateKeys is the number of keys of the "keyed" job's state.
+const stateKeys = 100_000
 
 // execNode is a cluster node with its executor, runner and API server:
 // what `jobrunner serve --node-id` runs.
@@ -551,4 +571,70 @@ func TestAJobOnAClusterOutlivesARestartOfItsNATSServer(t *testing.T) {
 	require.Equal(t, runner.StateRunning, st.State, "%+v", st)
 	t.Logf("after the NATS restart: %+v restarts %d", st.State, st.Restarts)
 	f.checkExactlyOnce()
+}
+
+func TestFailoverWithStateOf100KKeys(t *testing.T) {
+	f := startNATS(t)
+	// keyed goes to n2 (n2 and n3 have the most room; the lowest id).
+	nodes := startExecCluster(t, f.srv.URL(), 1, 2, 2)
+	var st runner.Status
+	require.Equal(t, http.StatusCreated, api(t, nodes[0], "POST", "/v1/jobs",
+		runner.Spec{Job: "keyed", Name: "k", Parallelism: 2, CheckpointInterval: "200ms"}, &st), "%+v", st)
+	require.Equal(t, "n2", st.Node)
+	// Every key has a count in the state, and a checkpoint holds them.
+	require.Eventually(t, func() bool {
+		return api(t, nodes[0], "GET", "/v1/jobs/k", nil, &st) == http.StatusOK && st.RecordsIn >= 2*stateKeys
+	}, 60*time.Second, 10*time.Millisecond, "%+v", st)
+	after := nodes[0].State().Checkpoints["k"].ID
+	waitFor(t, nodes[0].Node, "a checkpoint of every key", func(s *State) bool { return s.Checkpoints["k"].ID >= after+2 })
+	var cs []runner.CheckpointSummary
+	require.Equal(t, http.StatusOK, api(t, nodes[0], "GET", "/v1/jobs/k/checkpoints", nil, &cs))
+	require.NotEmpty(t, cs)
+	last := cs[len(cs)-1]
+	require.Greater(t, last.Bytes, int64(stateKeys*8), "the checkpoint holds the keys' counts: %+v", last)
+
+	killed := time.Now()
+	nodes[1].kill(t)
+	atKill := f.outCount()
+	s := waitFor(t, nodes[0].Node, "k moved to n3", func(s *State) bool { return assignedTo(s, "k") == "n3" })
+	moved := time.Since(killed)
+	require.Eventually(t, func() bool { return f.outCount() > atKill }, 60*time.Second, 5*time.Millisecond)
+	first := time.Since(killed)
+	t.Logf("failover with %d keys (checkpoint %d, %d bytes): reassigned after %v, first new output after %v (node timeout %v)",
+		stateKeys, s.Checkpoints["k"].ID, last.Bytes, moved.Round(time.Millisecond), first.Round(time.Millisecond), testNodeTimeout)
+	require.Less(t, first, 30*time.Second)
+	require.Equal(t, http.StatusOK, api(t, nodes[0], "GET", "/v1/jobs/k", nil, &st))
+	require.Equal(t, runner.StateRunning, st.State, st.Error)
+
+	// The counts went on from the restored state: each key's counts in OUT
+	// are 1, 2, 3, ... with none lost and none twice, across the failover.
+	require.Eventually(t, func() bool { return f.outCount() > 2*atKill }, 60*time.Second, 10*time.Millisecond)
+	f.checkCountSequences(100)
+}
+
+// checkCountSequences checks that OUT holds, for each of keys keys, the
+// counts "key:1", "key:2", ... up to its highest, each once.
+func (f *natsFixture) checkCountSequences(keys int) {
+	f.t.Helper()
+	s, err := f.js.Stream(ctxT(f.t), "OUT")
+	require.NoError(f.t, err)
+	total := f.outCount()
+	seen := map[int64]map[int64]int{}
+	for seq := uint64(1); seq <= uint64(total); seq++ {
+		m, err := s.GetMsg(ctxT(f.t), seq)
+		require.NoError(f.t, err)
+		var k, c int64
+		_, err = fmt.Sscanf(string(m.Data), "%d:%d", &k, &c)
+		require.NoError(f.t, err, "%q", m.Data)
+		if seen[k] == nil {
+			seen[k] = map[int64]int{}
+		}
+		seen[k][c]++
+	}
+	require.Len(f.t, seen, keys)
+	for k, cs := range seen {
+		for c := int64(1); c <= int64(len(cs)); c++ {
+			require.Equal(f.t, 1, cs[c], "key %d: count %d seen %d times (counts up to %d)", k, c, cs[c], len(cs))
+		}
+	}
 }
