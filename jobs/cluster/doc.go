@@ -106,11 +106,14 @@
 // A deployment runs whole on one node, so it is no larger than the
 // largest node, until exchanges between nodes (internal/netexchange) are
 // part of a job's dataflow (a rescale, Executor.JobsHandler, restarts it
-// whole at the new parallelism, on one node). Nor is a minority fenced: a node cut
-// off from the others (a partition, not a crash) keeps running what it
-// runs, and its sinks keep committing (its checkpoints cannot be recorded
-// without a leader, which is only logged), while the majority runs the
-// deployment elsewhere: output may then be written twice.
+// whole at the new parallelism, on one node).
+//
+// A node cut off from the leader (a partition, not a crash) fences
+// itself (see Executor): it cancels what it runs after half the
+// NodeTimeout without a leader's contact, before the majority moves the
+// deployments. The fence rests on the two clocks running at about the
+// same rate; it is tested by silencing one node's raft, not with a real
+// network partition.
 //
 // A Node's methods are safe for concurrent use. Raft applies commands on its
 // own goroutine; a Node runs three more (heartbeat observations, the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -89,11 +90,22 @@ type ExecutorConfig struct {
 // failed is tried again after RetryInterval; its error shows in the
 // deployment's status.
 //
+// A node cut off from the cluster's leader fences itself: once no leader
+// has reached it for half the cluster's NodeTimeout (the leader marks a
+// node down after NodeTimeout, and only then moves its deployments), it
+// cancels every deployment it runs and starts none, so that its sinks stop
+// committing before another node restores the deployments. Back in
+// contact, it runs what the State then assigns to it.
+//
 // An Executor watches the State on one goroutine of its own until Close.
 type Executor struct {
 	node *Node
 	cfg  ExecutorConfig
 	log  *slog.Logger
+	// fenceAfter is how long the node may be out of contact with a
+	// leader before it fences itself; fenced says it is.
+	fenceAfter time.Duration
+	fenced     bool
 
 	mu     sync.Mutex
 	local  map[string]*localRun // by deployment name: started here
@@ -134,7 +146,7 @@ func StartExecutor(n *Node, cfg ExecutorConfig) (*Executor, error) {
 		cfg.Logger = n.log
 	}
 	e := &Executor{node: n, cfg: cfg, log: cfg.Logger, local: map[string]*localRun{},
-		failed: map[string]failedRun{}, stop: make(chan struct{})}
+		failed: map[string]failedRun{}, stop: make(chan struct{}), fenceAfter: n.cfg.NodeTimeout / 2}
 	e.wg.Add(1)
 	go e.run()
 	return e, nil
@@ -162,7 +174,9 @@ func (e *Executor) run() {
 	defer e.wg.Done()
 	changed, unwatch := e.node.Watch()
 	defer unwatch()
-	tick := time.NewTicker(e.cfg.RetryInterval)
+	// Often enough for a fence to come well before the leader moves the
+	// node's deployments.
+	tick := time.NewTicker(min(e.cfg.RetryInterval, max(e.fenceAfter/5, time.Millisecond)))
 	defer tick.Stop()
 	for {
 		e.reconcile()
@@ -184,8 +198,17 @@ func assignedTo(s *State, name string) string {
 	return wholeOn(s.Assignments[name], d.Parallelism())
 }
 
-// reconcile makes what runs on the node match the State.
+// reconcile makes what runs on the node match the State, or fences the
+// node.
 func (e *Executor) reconcile() {
+	if away := e.node.leaderContact(); away > e.fenceAfter {
+		e.fence(away)
+		return
+	}
+	if e.fenced {
+		e.fenced = false
+		e.log.Info("cluster: in contact with the leader again: running what the cluster assigns to this node")
+	}
 	s := e.node.State()
 	me := e.node.ID()
 	e.mu.Lock()
@@ -231,6 +254,26 @@ func (e *Executor) reconcile() {
 			e.failed[name] = failedRun{gen: d.Generation, err: err, at: time.Now()}
 			e.mu.Unlock()
 		}
+	}
+}
+
+// fence cancels every deployment the node runs: no leader has reached it
+// for away.
+func (e *Executor) fence(away time.Duration) {
+	e.mu.Lock()
+	names := make([]string, 0, len(e.local))
+	for name := range e.local {
+		names = append(names, name)
+	}
+	e.mu.Unlock()
+	if !e.fenced && (len(names) > 0 || away < time.Duration(math.MaxInt64)) {
+		e.log.Warn("cluster: no contact with a leader: this node fences itself and runs nothing until it is back in contact",
+			"for", away.Round(time.Millisecond), "limit", e.fenceAfter, "canceling", names)
+	}
+	e.fenced = true
+	sort.Strings(names)
+	for _, name := range names {
+		e.cancel(name, "fenced: no contact with the cluster's leader")
 	}
 }
 

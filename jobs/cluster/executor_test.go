@@ -638,3 +638,28 @@ func (f *natsFixture) checkCountSequences(keys int) {
 		}
 	}
 }
+
+func TestANodeCutOffFromTheLeaderFencesItself(t *testing.T) {
+	f := startNATS(t)
+	// cp goes to n2; n3 has room for it too.
+	nodes := startExecCluster(t, f.srv.URL(), 1, 2, 2)
+	f.publish(300)
+	var st runner.Status
+	require.Equal(t, http.StatusCreated, api(t, nodes[0], "POST", "/v1/jobs",
+		runner.Spec{Job: "copy", Name: "cp", Parallelism: 2, CheckpointInterval: "50ms"}, &st), "%+v", st)
+	require.Equal(t, "n2", st.Node)
+	require.Eventually(t, func() bool { return f.outCount() >= f.published[0]+f.published[1] }, 30*time.Second, 10*time.Millisecond)
+
+	// n2's raft goes silent, as in a partition: its executor, its job and
+	// its NATS connections live on. It cancels its job by itself, and the
+	// majority moves the deployment to n3.
+	require.NoError(t, nodes[1].shutdownRaft())
+	require.Eventually(t, func() bool {
+		d, err := nodes[1].runner.Get("cp")
+		return err == nil && d.State() == runner.StateCanceled
+	}, 30*time.Second, 5*time.Millisecond)
+	waitFor(t, nodes[0].Node, "cp moved to n3", func(s *State) bool { return assignedTo(s, "cp") == "n3" })
+	f.publish(300)
+	require.Eventually(t, func() bool { return f.outCount() >= f.published[0]+f.published[1] }, 60*time.Second, 10*time.Millisecond)
+	f.checkExactlyOnce()
+}

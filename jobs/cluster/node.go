@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -238,6 +239,21 @@ func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
 
 // IsLeader reports whether the node is the leader now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// leaderContact is how long the node has been out of contact with a
+// leader: 0 on the leader (which steps down when it loses the majority,
+// raft's LeaderLeaseTimeout), else the time since a leader last reached
+// it (raft's LastContact); the node's whole life if none ever did.
+func (n *Node) leaderContact() time.Duration {
+	if n.raft.State() == raft.Leader {
+		return 0
+	}
+	last := n.raft.LastContact()
+	if last.IsZero() {
+		return time.Duration(math.MaxInt64)
+	}
+	return time.Since(last)
+}
 
 // Leader returns the ID of the leader as the node knows it, "" if none.
 func (n *Node) Leader() string {
