@@ -290,6 +290,22 @@ func (e *Executor) onRunningNode(w http.ResponseWriter, r *http.Request, body an
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusMisdirectedRequest {
+		// That node does not run it: it has not started it yet, or it
+		// ended it on a change of the State that has not reached this
+		// node yet (a cancel through another node). Wait a little for
+		// the change, then say which.
+		wctx, wcancel := context.WithTimeout(ctx, time.Second)
+		e.await(wctx, func(s *State) bool { return assignedTo(s, name) != node })
+		wcancel()
+		if now := assignedTo(e.node.State(), name); now == "" {
+			if st, err = e.status(ctx, name); err != nil {
+				writeJobsError(w, err)
+				return
+			}
+			runner.WriteJSON(w, http.StatusConflict, runner.ErrorBody{Error: fmt.Sprintf(
+				"%s %s: deployment %q is %s and runs on no node", r.Method, r.URL.Path, name, st.State)})
+			return
+		}
 		runner.WriteJSON(w, http.StatusConflict, runner.ErrorBody{Error: fmt.Sprintf(
 			"%s %s: deployment %q is assigned to node %s, which has not started it yet (state %s); try again",
 			r.Method, r.URL.Path, name, node, st.State)})
