@@ -248,6 +248,7 @@ func TestDeployOnAClusterRunsOnANodeAndMovesWhenItStops(t *testing.T) {
 	code, out, errOut = run("cancel", "cs", "--runner", urls["b"])
 	require.Equal(t, cli.ExitOK, code, errOut)
 	require.Contains(t, out, "CANCELED")
+	require.Eventually(t, func() bool { return statusOf(t, urls["c"], "cs").State == runner.StateCanceled }, 10*time.Second, 10*time.Millisecond)
 	code, _, errOut = run("stop", "cs", "--runner", urls["c"])
 	require.Equal(t, cli.ExitFailed, code)
 	require.Contains(t, errOut, "CANCELED and runs on no node")

@@ -249,6 +249,14 @@ func (e *Executor) onRunningNode(w http.ResponseWriter, r *http.Request, body an
 		}
 		runner.WriteJSON(w, http.StatusOK, out)
 	}
+	// A deployment the State no longer runs is not served, even while
+	// the executor is still canceling it here.
+	if d := e.node.State().Deployments[name]; d != nil && d.Desired != Running {
+		st, _ := e.status(ctx, name)
+		runner.WriteJSON(w, http.StatusConflict, runner.ErrorBody{Error: fmt.Sprintf(
+			"%s %s: deployment %q is %s and runs on no node", r.Method, r.URL.Path, name, st.State)})
+		return
+	}
 	if e.runningHere(name) != nil {
 		serve()
 		return
