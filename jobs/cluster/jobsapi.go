@@ -228,17 +228,36 @@ func (e *Executor) onRunningNode(w http.ResponseWriter, r *http.Request, body an
 	name := r.PathValue("name")
 	ctx, cancel := context.WithTimeout(r.Context(), stopTimeout)
 	defer cancel()
+	// fail answers code with an error that names the request.
+	fail := func(code int, format string, args ...any) {
+		runner.WriteJSON(w, code, runner.ErrorBody{Error: r.Method + " " + r.URL.Path + ": " + fmt.Sprintf(format, args...)})
+	}
+	// onNoNode answers that the deployment runs nowhere, with its state.
+	onNoNode := func() {
+		st, err := e.status(ctx, name)
+		if err != nil {
+			writeJobsError(w, err)
+			return
+		}
+		fail(http.StatusConflict, "deployment %q is %s and runs on no node", name, st.State)
+	}
 	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
-		runner.WriteJSON(w, http.StatusBadRequest, runner.ErrorBody{Error: fmt.Sprintf("%s %s: reading the body: %v", r.Method, r.URL.Path, err)})
+		fail(http.StatusBadRequest, "reading the body: %v", err)
 		return
 	}
-	serve := func() {
+	// A deployment the State no longer runs is not served, even while
+	// the executor is still canceling it here.
+	if d := e.node.State().Deployments[name]; d != nil && d.Desired != Running {
+		onNoNode()
+		return
+	}
+	if e.runningHere(name) != nil {
 		if body != nil && len(bytes.TrimSpace(raw)) > 0 {
 			dec := json.NewDecoder(bytes.NewReader(raw))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(body); err != nil {
-				runner.WriteJSON(w, http.StatusBadRequest, runner.ErrorBody{Error: fmt.Sprintf("%s %s: body: %v", r.Method, r.URL.Path, err)})
+				fail(http.StatusBadRequest, "body: %v", err)
 				return
 			}
 		}
@@ -248,39 +267,21 @@ func (e *Executor) onRunningNode(w http.ResponseWriter, r *http.Request, body an
 			return
 		}
 		runner.WriteJSON(w, http.StatusOK, out)
-	}
-	// A deployment the State no longer runs is not served, even while
-	// the executor is still canceling it here.
-	if d := e.node.State().Deployments[name]; d != nil && d.Desired != Running {
-		st, _ := e.status(ctx, name)
-		runner.WriteJSON(w, http.StatusConflict, runner.ErrorBody{Error: fmt.Sprintf(
-			"%s %s: deployment %q is %s and runs on no node", r.Method, r.URL.Path, name, st.State)})
-		return
-	}
-	if e.runningHere(name) != nil {
-		serve()
 		return
 	}
 	if r.Header.Get(forwardedHeader) != "" {
 		runner.WriteJSON(w, http.StatusMisdirectedRequest, runner.ErrorBody{Error: fmt.Sprintf("deployment %q does not run on node %s", name, e.node.ID())})
 		return
 	}
-	st, err := e.status(ctx, name)
-	if err != nil {
-		writeJobsError(w, err)
-		return
-	}
 	s := e.node.State()
 	node := assignedTo(s, name)
-	if node == "" || node == e.node.ID() {
-		runner.WriteJSON(w, http.StatusConflict, runner.ErrorBody{Error: fmt.Sprintf(
-			"%s %s: deployment %q is %s and runs on no node", r.Method, r.URL.Path, name, st.State)})
+	if s.Deployments[name] == nil || node == "" || node == e.node.ID() {
+		onNoNode()
 		return
 	}
 	m := s.Nodes[node]
 	if m == nil || m.APIAddr == "" {
-		runner.WriteJSON(w, http.StatusServiceUnavailable, runner.ErrorBody{Error: fmt.Sprintf(
-			"%s %s: deployment %q runs on node %s, which has registered no API address", r.Method, r.URL.Path, name, node)})
+		fail(http.StatusServiceUnavailable, "deployment %q runs on node %s, which has registered no API address", name, node)
 		return
 	}
 	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+m.APIAddr+r.URL.Path, bytes.NewReader(raw))
@@ -292,8 +293,7 @@ func (e *Executor) onRunningNode(w http.ResponseWriter, r *http.Request, body an
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := e.node.http.Do(req)
 	if err != nil {
-		runner.WriteJSON(w, http.StatusBadGateway, runner.ErrorBody{Error: fmt.Sprintf(
-			"%s %s: deployment %q runs on node %s at %s: %v", r.Method, r.URL.Path, name, node, m.APIAddr, err)})
+		fail(http.StatusBadGateway, "deployment %q runs on node %s at %s: %v", name, node, m.APIAddr, err)
 		return
 	}
 	defer resp.Body.Close()
@@ -305,18 +305,11 @@ func (e *Executor) onRunningNode(w http.ResponseWriter, r *http.Request, body an
 		wctx, wcancel := context.WithTimeout(ctx, time.Second)
 		e.await(wctx, func(s *State) bool { return assignedTo(s, name) != node })
 		wcancel()
-		if now := assignedTo(e.node.State(), name); now == "" {
-			if st, err = e.status(ctx, name); err != nil {
-				writeJobsError(w, err)
-				return
-			}
-			runner.WriteJSON(w, http.StatusConflict, runner.ErrorBody{Error: fmt.Sprintf(
-				"%s %s: deployment %q is %s and runs on no node", r.Method, r.URL.Path, name, st.State)})
+		if assignedTo(e.node.State(), name) == "" {
+			onNoNode()
 			return
 		}
-		runner.WriteJSON(w, http.StatusConflict, runner.ErrorBody{Error: fmt.Sprintf(
-			"%s %s: deployment %q is assigned to node %s, which has not started it yet (state %s); try again",
-			r.Method, r.URL.Path, name, node, st.State)})
+		fail(http.StatusConflict, "deployment %q is assigned to node %s, which has not started it yet; try again", name, node)
 		return
 	}
 	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
