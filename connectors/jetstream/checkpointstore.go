@@ -378,50 +378,122 @@ func (s *CheckpointStorage) get(ctx context.Context, name string) (io.ReadCloser
 			return nil, nil, err
 		}
 	}
+	if info.Opts != nil && info.Opts.Link != nil {
+		return nil, nil, fmt.Errorf("%w: object %s in %s is a link, which checkpoint storage never writes", checkpoint.ErrCorrupt, name, s.where)
+	}
 	var cancel context.CancelFunc
 	if _, ok := ctx.Deadline(); !ok {
 		ctx, cancel = context.WithTimeout(ctx, s.readTO)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
 	}
-	res, err := s.obs.Get(ctx, name)
+	r := &objectReader{ctx: ctx, cancel: cancel, info: info, sha: sha256.New(), name: name, where: s.where}
+	if info.Size == 0 {
+		return r, info, nil
+	}
+	cons, err := s.stream.OrderedConsumer(ctx, njs.OrderedConsumerConfig{
+		FilterSubjects: []string{s.chunkSubject(info.NUID)}, DeliverPolicy: njs.DeliverAllPolicy,
+		InactiveThreshold: readerInactive,
+	})
 	if err == nil {
-		if info, err = res.Info(); err == nil {
-			// A reader dropped without Close would hold the download (a
-			// subscription blocked on a pipe) until then.
-			stop := context.AfterFunc(ctx, func() { res.Close() })
-			return &objectReader{res: res, cancel: cancel, stop: stop, name: name, where: s.where}, info, nil
-		}
-		res.Close()
+		r.it, err = cons.Messages(njs.PullMaxMessages(int(min(max(info.Chunks, 1), readerPull))))
 	}
-	if cancel != nil {
+	if err != nil {
 		cancel()
+		return nil, nil, err
 	}
-	return nil, nil, err
+	return r, info, nil
 }
 
-// objectReader reads an object, reporting a digest mismatch as corruption.
+const (
+	// readerPull is how many chunks a reader asks the server for at once.
+	readerPull = 16
+	// readerInactive is how long the server keeps the consumer of a reader
+	// dropped without Close.
+	readerInactive = 30 * time.Second
+)
+
+// objectReader reads the chunks of one object, in order, from an ordered
+// consumer, and checks their number, size and SHA-256 digest at the end.
+// It is not the object store's own reader: that one holds a lock across a
+// read which only its deadline ends, so a download whose chunks stopped
+// coming held its caller, and whoever closed it, until that deadline (up to
+// ReadTimeout) even after its context was cancelled. Here every wait ends
+// when the context does. It is not safe for concurrent use.
 type objectReader struct {
-	res    njs.ObjectResult
+	ctx    context.Context
 	cancel context.CancelFunc
-	stop   func() bool
+	it     njs.MessagesContext // nil for an empty object
+	info   *njs.ObjectInfo
+	sha    hash.Hash
+	rest   []byte // what Read has not returned of the current chunk
+	chunks uint32
+	size   uint64
+	err    error
 	name   string
 	where  string
 }
 
 func (r *objectReader) Read(p []byte) (int, error) {
-	n, err := r.res.Read(p)
-	if errors.Is(err, njs.ErrDigestMismatch) {
-		err = fmt.Errorf("%w: object %s in %s: the chunks read do not match the object's SHA-256 digest (%v)", checkpoint.ErrCorrupt, r.name, r.where, err)
+	for len(r.rest) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		r.err = r.next()
 	}
-	return n, err
+	n := copy(p, r.rest)
+	r.rest = r.rest[n:]
+	return n, nil
+}
+
+// next reads the next chunk into r.rest, or returns io.EOF after the last
+// one once it checked the whole object, or the error that ends the read.
+func (r *objectReader) next() error {
+	if r.chunks == r.info.Chunks || r.it == nil {
+		switch digest := njs.GetObjectDigestValue(r.sha); {
+		case r.size != r.info.Size:
+			return fmt.Errorf("%w: object %s in %s: its %d chunks hold %d bytes, its metadata says %d", checkpoint.ErrCorrupt, r.name, r.where, r.chunks, r.size, r.info.Size)
+		case digest != r.info.Digest:
+			return fmt.Errorf("%w: object %s in %s: the chunks read do not match the object's SHA-256 digest (%s, metadata %s)", checkpoint.ErrCorrupt, r.name, r.where, digest, r.info.Digest)
+		}
+		return io.EOF
+	}
+	m, err := r.it.Next(njs.NextContext(r.ctx))
+	if err != nil {
+		if cerr := r.ctx.Err(); cerr != nil {
+			err = cerr
+		}
+		return fmt.Errorf("read chunk %d of %d of object %s in %s: %w", r.chunks+1, r.info.Chunks, r.name, r.where, err)
+	}
+	r.chunks++
+	r.rest = m.Data()
+	r.size += uint64(len(r.rest))
+	r.sha.Write(r.rest)
+	if r.size > r.info.Size {
+		return fmt.Errorf("%w: object %s in %s: its chunks hold more than the %d bytes its metadata says", checkpoint.ErrCorrupt, r.name, r.where, r.info.Size)
+	}
+	if r.chunks < r.info.Chunks {
+		// With no chunk left in the stream the next would never come.
+		meta, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("read chunk %d of %d of object %s in %s: %w", r.chunks, r.info.Chunks, r.name, r.where, err)
+		}
+		if meta.NumPending == 0 {
+			return fmt.Errorf("%w: object %s in %s: the stream holds %d of its %d chunks", checkpoint.ErrCorrupt, r.name, r.where, r.chunks, r.info.Chunks)
+		}
+	}
+	return nil
 }
 
 func (r *objectReader) Close() error {
-	r.stop()
-	err := r.res.Close()
-	if r.cancel != nil {
-		r.cancel()
+	if r.it != nil {
+		r.it.Stop()
 	}
-	return err
+	r.cancel()
+	if r.err == nil {
+		r.err = errors.New("read after close")
+	}
+	return nil
 }
 
 // Commit implements checkpoint.Storage. It refuses an invalid manifest

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -424,4 +425,44 @@ func TestCheckpointStorageAbortLeavesNoChunks(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, base.State.Msgs, info.State.Msgs, "no chunk, object or delete marker is left")
 	require.Equal(t, base.State.Bytes, info.State.Bytes)
+}
+
+// A reader whose chunks stopped coming (here: the server is gone) ends as
+// soon as its context does, and so does closing it. The object store's own
+// reader held both until its deadline, up to ReadTimeout.
+func TestCheckpointStorageReaderEndsWithItsContext(t *testing.T) {
+	srv := newEmbedded(t)
+	_, js := connectJS(t, srv.URL())
+	st := newCheckpointStorage(t, js, jetstream.CheckpointStorageConfig{ChunkSize: 1024})
+	data := bytes.Repeat([]byte("0123456789"), 20_000) // 196 chunks, far more than one pull
+	ref := checkpointtest.WriteFile(t, st, 1, "big", data)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r, err := st.Open(ctx, ref)
+	require.NoError(t, err)
+	_, err = io.ReadFull(r, make([]byte, 10))
+	require.NoError(t, err)
+	srv.Shutdown()
+	t.Cleanup(func() { require.NoError(t, srv.Restart()) })
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(r)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the read did not end with its context")
+	}
+	closed := make(chan struct{})
+	go func() { r.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return")
+	}
 }
