@@ -71,6 +71,8 @@ serve:
   --join ADDR              the REST API address of a member to join (none: a new cluster)
   --join-timeout D         how long --join retries a member that does not answer (default 5s)
   --slots N                subtasks the node runs at most (default: the number of CPUs)
+  --node-timeout D         how long the leader waits for a node's heartbeats before it
+                           moves the node's deployments (default 5s; the same on every node)
 management verbs (deploy, list, status, savepoint, stop, cancel, rescale, checkpoints, nodes):
   --runner URL             the runner (default $SLUICE_RUNNER or http://127.0.0.1:8081)
   --json                   print JSON as the API returns it

@@ -114,6 +114,10 @@ func TestServeReportsAnUnreachableJoinAddress(t *testing.T) {
 		"--join", addr, "--join-timeout", "0s")
 	require.Equal(t, cli.ExitUsage, code)
 	require.Equal(t, "jobrunner serve: --join-timeout 0s: want more than 0", lastLine(errOut))
+	code, _, errOut = run("serve", "--node-id", "b", "--raft-addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
+		"--node-timeout", "-1s")
+	require.Equal(t, cli.ExitUsage, code)
+	require.Equal(t, "jobrunner serve: --node-timeout -1s: want more than 0", lastLine(errOut))
 }
 
 func TestServeRefusesADataDirInUse(t *testing.T) {

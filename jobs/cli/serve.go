@@ -34,6 +34,7 @@ func serve(ctx context.Context, reg *jobs.Registry, args []string, stderr io.Wri
 	fs.StringVar(&cc.Join, "join", "", "")
 	fs.IntVar(&cc.Slots, "slots", runtime.NumCPU(), "")
 	fs.DurationVar(&cc.JoinTimeout, "join-timeout", 5*time.Second, "")
+	fs.DurationVar(&cc.NodeTimeout, "node-timeout", 5*time.Second, "")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -46,6 +47,8 @@ func serve(ctx context.Context, reg *jobs.Registry, args []string, stderr io.Wri
 		return usageError{errors.New("--raft-addr, --data-dir and --join make a cluster node: give --node-id too")}
 	case cc.JoinTimeout <= 0:
 		return usageError{fmt.Errorf("--join-timeout %s: want more than 0", cc.JoinTimeout)}
+	case cc.NodeTimeout <= 0:
+		return usageError{fmt.Errorf("--node-timeout %s: want more than 0", cc.NodeTimeout)}
 	case clustered && (cc.RaftAddr == "" || cc.DataDir == ""):
 		return usageError{errors.New("--node-id needs --raft-addr ADDR and --data-dir DIR")}
 	case clustered && *ckDir != "":
