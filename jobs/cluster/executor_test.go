@@ -21,50 +21,20 @@ import (
 	"github.com/sluicedata/sluice/checkpoint"
 	"github.com/sluicedata/sluice/connectors/jetstream"
 	"github.com/sluicedata/sluice/connectors/jetstream/embedded"
-	"github.com/sluicedata/sluice/connectors/memory"
-	"github.com/sluicedata/sluice/dataflow"
 	"github.com/sluicedata/sluice/jobs"
+	"github.com/sluicedata/sluice/jobs/cluster/internal/testjobs"
 	"github.com/sluicedata/sluice/jobs/runner"
-	"github.com/sluicedata/sluice/operators"
 )
 
-// copyJobs registers "copy": it reads the stream IN (partitions in.0 and
-// in.1) and publishes every message as it is to out.<partition>, through
-// the exactly-once JetStream sink.
+// copyJobs is a registry of the tests' jobs (package testjobs).
 func copyJobs() *jobs.Registry {
 	reg := jobs.NewRegistry()
-	reg.Register(jobs.Definition{
-		Name:        "copy",
-		Description: "IN to OUT, exactly once",
-		Build: func(cfg jobs.Config) (*dataflow.Job, error) {
-			job := dataflow.NewJob("copy", cfg.Job)
-			in := jetstream.Source(job, "in", jetstream.SourceConfig[string]{Conn: cfg.NATS, Stream: "IN",
-				Partitions: []string{"in.0", "in.1"}, Start: cfg.Start})
-			jetstream.Sink(in, "out", jetstream.SinkConfig[string]{Conn: cfg.NATS,
-				Subject: func(v string) string { return "out." + v[:strings.IndexByte(v, ':')] }})
-			return job, nil
-		},
-	})
-	reg.Register(jobs.Definition{
-		Name:        "keyed",
-		Description: "a running count over stateKeys keys of generated numbers; the counts of 100 keys to OUT",
-		Build: func(cfg jobs.Config) (*dataflow.Job, error) {
-			job := dataflow.NewJob("keyed", cfg.Job)
-			src := memory.Generator(job, "numbers", memory.GeneratorConfig[int64]{Rate: 200_000,
-				Generate: func(seq int64) int64 { return seq }})
-			counts := operators.Aggregate(dataflow.KeyBy(src, func(v int64) int64 { return v % stateKeys }), "count",
-				operators.Count[int64]())
-			few := operators.Filter(counts, "few", func(kv dataflow.KV[int64, int64]) bool { return kv.Key < 100 })
-			out := operators.Map(few, "format", func(kv dataflow.KV[int64, int64]) string { return fmt.Sprintf("%d:%d", kv.Key, kv.Value) })
-			jetstream.Sink(out, "out", jetstream.SinkConfig[string]{Conn: cfg.NATS, Subject: func(string) string { return "out.0" }})
-			return job, nil
-		},
-	})
+	testjobs.Register(reg)
 	return reg
 }
 
 // stateKeys is the number of keys of the "keyed" job's state.
-const stateKeys = 100_000
+const stateKeys = testjobs.StateKeys
 
 // execNode is a cluster node with its executor, runner and API server:
 // what `jobrunner serve --node-id` runs.
