@@ -38,9 +38,9 @@ const soakNodeTimeout = time.Second
 // procNode is one `jobrunner serve --node-id` process.
 type procNode struct {
 	id, raftAddr, httpAddr, dir, join, natsURL, bin string
-	logPath                                          string
-	cmd                                              *exec.Cmd
-	exited                                           chan struct{}
+	logPath                                         string
+	cmd                                             *exec.Cmd
+	exited                                          chan struct{}
 }
 
 func freeAddr(t *testing.T) string {
