@@ -5,11 +5,6 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/sluicedata/sluice/jobs"
 	"github.com/sluicedata/sluice/jobs/cli"
 
@@ -17,9 +12,4 @@ import (
 	_ "github.com/sluicedata/sluice/jobs/viewcount"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, jobs.Default, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+func main() { cli.Exit(jobs.Default) }

@@ -4,11 +4,6 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/sluicedata/sluice/jobs"
 	"github.com/sluicedata/sluice/jobs/cli"
 	"github.com/sluicedata/sluice/jobs/cluster/internal/testjobs"
@@ -16,8 +11,5 @@ import (
 
 func main() {
 	testjobs.Register(jobs.Default)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, jobs.Default, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	cli.Exit(jobs.Default)
 }
