@@ -112,8 +112,12 @@
 // itself (see Executor): it cancels what it runs after half the
 // NodeTimeout without a leader's contact, before the majority moves the
 // deployments. The fence rests on the two clocks running at about the
-// same rate; it is tested by silencing one node's raft, not with a real
-// network partition.
+// same rate. Back in contact, and at start, a node first catches up: it
+// runs nothing until it has applied every raft entry the leader had
+// applied when asked, so a State the cluster has left behind (a deployment
+// moved away during the partition) never starts anything. Tests cut a node
+// off by closing and refusing all its raft and API connections, both
+// ways, while its NATS connections live on.
 //
 // A Node's methods are safe for concurrent use. Raft applies commands on its
 // own goroutine; a Node runs three more (heartbeat observations, the

@@ -95,7 +95,9 @@ type ExecutorConfig struct {
 // node down after NodeTimeout, and only then moves its deployments), it
 // cancels every deployment it runs and starts none, so that its sinks stop
 // committing before another node restores the deployments. Back in
-// contact, it runs what the State then assigns to it.
+// contact, and when the Executor starts, it first catches up with the
+// leader's State (every entry the leader had applied when asked), then
+// runs what that State assigns to it.
 //
 // An Executor watches the State on one goroutine of its own until Close.
 type Executor struct {
@@ -146,7 +148,9 @@ func StartExecutor(n *Node, cfg ExecutorConfig) (*Executor, error) {
 		cfg.Logger = n.log
 	}
 	e := &Executor{node: n, cfg: cfg, log: cfg.Logger, local: map[string]*localRun{},
-		failed: map[string]failedRun{}, stop: make(chan struct{}), fenceAfter: n.cfg.NodeTimeout / 2}
+		failed: map[string]failedRun{}, stop: make(chan struct{}), fenceAfter: n.cfg.NodeTimeout / 2,
+		// Until it has caught up with a leader (reconcile).
+		fenced: true}
 	e.wg.Add(1)
 	go e.run()
 	return e, nil
@@ -206,8 +210,17 @@ func (e *Executor) reconcile() {
 		return
 	}
 	if e.fenced {
+		// Back in contact (or just started): first catch up with the
+		// leader, so as to run only what the cluster assigns now.
+		ctx, cancel := context.WithTimeout(context.Background(), max(e.fenceAfter, 100*time.Millisecond))
+		err := e.node.catchUp(ctx)
+		cancel()
+		if err != nil {
+			e.log.Debug("cluster: in contact with a leader, not caught up yet", "err", err)
+			return
+		}
 		e.fenced = false
-		e.log.Info("cluster: in contact with the leader again: running what the cluster assigns to this node")
+		e.log.Info("cluster: in contact with the leader and caught up: running what the cluster assigns to this node")
 	}
 	s := e.node.State()
 	me := e.node.ID()

@@ -47,11 +47,16 @@ type execNode struct {
 	closed bool
 }
 
-func startExecNode(t *testing.T, id, dir, join string, slots int, natsURL string) *execNode {
+func startExecNode(t *testing.T, id, dir, join string, slots int, natsURL string, p *partition) *execNode {
 	t.Helper()
 	cfg := testConfig(id, dir, join, slots)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	if p != nil {
+		// All of the node's traffic but NATS goes through p.
+		cfg.network = &network{listen: p.listen, dial: p.dial}
+		ln = p.wrap(ln)
+	}
 	cfg.APIAddr = ln.Addr().String()
 	clusterAPI, jobsAPI := &lateHandler{}, &lateHandler{}
 	mux := http.NewServeMux()
@@ -95,6 +100,13 @@ func (en *execNode) kill(t *testing.T) {
 // slots[i] slots each, and waits until all are up.
 func startExecCluster(t *testing.T, natsURL string, slots ...int) []*execNode {
 	t.Helper()
+	return startPartitionedCluster(t, natsURL, nil, slots...)
+}
+
+// startPartitionedCluster is startExecCluster with the traffic of node
+// "n<i+1>" through parts[i], where it is not nil.
+func startPartitionedCluster(t *testing.T, natsURL string, parts []*partition, slots ...int) []*execNode {
+	t.Helper()
 	base := t.TempDir()
 	var nodes []*execNode
 	for i, k := range slots {
@@ -103,7 +115,11 @@ func startExecCluster(t *testing.T, natsURL string, slots ...int) []*execNode {
 		if i > 0 {
 			join = nodes[0].cfg.APIAddr
 		}
-		nodes = append(nodes, startExecNode(t, id, filepath.Join(base, id), join, k, natsURL))
+		var p *partition
+		if i < len(parts) {
+			p = parts[i]
+		}
+		nodes = append(nodes, startExecNode(t, id, filepath.Join(base, id), join, k, natsURL, p))
 	}
 	for _, en := range nodes {
 		waitFor(t, en.Node, "all members up", func(s *State) bool { return upCount(s) == len(slots) })
@@ -609,10 +625,12 @@ func (f *natsFixture) checkCountSequences(keys int) {
 	}
 }
 
-func TestANodeCutOffFromTheLeaderFencesItself(t *testing.T) {
+func TestANodeCutOffFromTheOthersFencesItselfAndTheMajorityCarriesOn(t *testing.T) {
 	f := startNATS(t)
-	// cp goes to n2; n3 has room for it too.
-	nodes := startExecCluster(t, f.srv.URL(), 1, 2, 2)
+	// cp goes to n2; n3 has room for it too. n2's raft and API traffic,
+	// both ways, goes through p.
+	p := newPartition()
+	nodes := startPartitionedCluster(t, f.srv.URL(), []*partition{nil, p}, 1, 2, 2)
 	f.publish(300)
 	var st runner.Status
 	require.Equal(t, http.StatusCreated, api(t, nodes[0], "POST", "/v1/jobs",
@@ -620,10 +638,11 @@ func TestANodeCutOffFromTheLeaderFencesItself(t *testing.T) {
 	require.Equal(t, "n2", st.Node)
 	require.Eventually(t, func() bool { return f.outCount() >= f.published[0]+f.published[1] }, 30*time.Second, 10*time.Millisecond)
 
-	// n2's raft goes silent, as in a partition: its executor, its job and
-	// its NATS connections live on. It cancels its job by itself, and the
-	// majority moves the deployment to n3.
-	require.NoError(t, nodes[1].shutdownRaft())
+	// n2 is cut off from n1 and n3; its NATS connections live on, so
+	// only fencing keeps it from writing beside the node that takes over.
+	// It cancels its job by itself, and the majority moves the deployment
+	// to n3.
+	p.Cut()
 	require.Eventually(t, func() bool {
 		d, err := nodes[1].runner.Get("cp")
 		return err == nil && d.State() == runner.StateCanceled
@@ -632,4 +651,22 @@ func TestANodeCutOffFromTheLeaderFencesItself(t *testing.T) {
 	f.publish(300)
 	require.Eventually(t, func() bool { return f.outCount() >= f.published[0]+f.published[1] }, 60*time.Second, 10*time.Millisecond)
 	f.checkExactlyOnce()
+	require.False(t, nodes[1].IsLeader(), "the minority elects no leader")
+
+	// Healed, n2 is a member again and runs nothing: cp stays on n3.
+	p.Heal()
+	waitFor(t, nodes[0].Node, "n2 up again", func(s *State) bool { return s.Nodes["n2"].Up })
+	waitFor(t, nodes[1].Node, "n2 back in the cluster's state", func(s *State) bool {
+		return s.Nodes["n2"].Up && assignedTo(s, "cp") == "n3"
+	})
+	f.publish(300)
+	require.Eventually(t, func() bool { return f.outCount() >= f.published[0]+f.published[1] }, 60*time.Second, 10*time.Millisecond)
+	// Two more checkpoints of cp on n3 complete, with nothing written
+	// twice since.
+	id := waitFor(t, nodes[0].Node, "a checkpoint", func(s *State) bool { return s.Checkpoints["cp"].ID > 0 }).Checkpoints["cp"].ID
+	waitFor(t, nodes[0].Node, "two checkpoints more", func(s *State) bool { return s.Checkpoints["cp"].ID >= id+2 })
+	f.checkExactlyOnce()
+	d, err := nodes[1].runner.Get("cp")
+	require.NoError(t, err)
+	require.Equal(t, runner.StateCanceled, d.State(), "n2 did not run cp again: %+v", d.Status())
 }

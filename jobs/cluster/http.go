@@ -16,6 +16,7 @@ const (
 	pathApply = "/v1/cluster/apply"
 	pathNodes = "/v1/nodes"
 	pathState = "/v1/cluster/state"
+	pathIndex = "/v1/cluster/index"
 )
 
 type joinRequest struct {
@@ -191,6 +192,14 @@ func (n *Node) Handler() http.Handler {
 			return
 		}
 		w.WriteHeader(http.StatusOK)
+	})
+	mux.HandleFunc("POST "+pathIndex, func(w http.ResponseWriter, r *http.Request) {
+		if !n.IsLeader() {
+			writeError(w, errRetry{fmt.Errorf("node %s is not the leader", n.cfg.NodeID)})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(indexAnswer{Applied: n.raft.AppliedIndex()})
 	})
 	mux.HandleFunc("GET "+pathNodes, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

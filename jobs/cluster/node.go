@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -64,6 +65,28 @@ type Config struct {
 	// protocol is the ProtocolVersion the node speaks; 0 means
 	// ProtocolVersion (tests set others).
 	protocol int
+	// network, when set, carries the node's raft traffic and the calls it
+	// makes to other nodes' APIs (tests cut a node off through it).
+	network *network
+}
+
+// network is where a node listens for raft and how it dials raft peers and
+// other nodes' APIs.
+type network struct {
+	listen func(addr string) (net.Listener, error)
+	dial   func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// streamLayer is a raft.StreamLayer over a network.
+type streamLayer struct {
+	net.Listener
+	dial func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.dial(ctx, string(addr))
 }
 
 // Node is one member of a cluster. Its methods are safe for concurrent use.
@@ -136,6 +159,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), fsm: newFSM(),
 		http: &http.Client{Timeout: 10 * time.Second}, failed: map[raft.ServerID]time.Time{}, stop: make(chan struct{})}
+	if cfg.network != nil {
+		dial := cfg.network.dial
+		n.http.Transport = &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }}
+	}
 	var err error
 	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
 		return nil, err
@@ -159,7 +186,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: node %q: snapshot store: %w", cfg.NodeID, err)
 	}
-	n.trans, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, hl)
+	if cfg.network == nil {
+		n.trans, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, hl)
+	} else {
+		var ln net.Listener
+		if ln, err = cfg.network.listen(cfg.RaftAddr); err == nil {
+			n.trans = raft.NewNetworkTransportWithLogger(&streamLayer{Listener: ln, dial: cfg.network.dial}, 3, 10*time.Second, hl)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: node %q: raft transport on %s: %w", cfg.NodeID, cfg.RaftAddr, err)
 	}
@@ -253,6 +287,41 @@ func (n *Node) leaderContact() time.Duration {
 		return time.Duration(math.MaxInt64)
 	}
 	return time.Since(last)
+}
+
+// indexAnswer is the leader's answer to pathIndex.
+type indexAnswer struct {
+	Applied uint64 `json:"applied"`
+}
+
+// catchUp waits until the node has applied every entry the leader had
+// applied when asked. A node back in contact with a leader after a fence,
+// or restarted, holds a State the cluster may have left behind: without
+// this it would run, for a moment, a deployment moved away meanwhile.
+func (n *Node) catchUp(ctx context.Context) error {
+	var idx indexAnswer
+	err := n.retryLeader(ctx, func(api string) error {
+		if api == "" {
+			idx.Applied = 0 // this node leads: its State is the cluster's
+			return nil
+		}
+		return n.post(ctx, api, pathIndex, nil, &idx)
+	})
+	if err != nil {
+		return err
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for n.raft.AppliedIndex() < idx.Applied {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: node %s applied entry %d of the leader's %d: %w", n.cfg.NodeID, n.raft.AppliedIndex(), idx.Applied, ctx.Err())
+		case <-n.stop:
+			return fmt.Errorf("cluster: node %s is closed", n.cfg.NodeID)
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // Leader returns the ID of the leader as the node knows it, "" if none.
