@@ -338,7 +338,7 @@ func (s *CheckpointStorage) isOpen(name string) bool {
 }
 
 // Open implements checkpoint.Storage. The reader checks size and CRC32C as
-// it is read (and the object store its SHA-256 digest): a mismatch is
+// it is read (and the SHA-256 digest of its chunks): a mismatch is
 // reported at the latest at EOF, wrapping checkpoint.ErrCorrupt, so read to
 // EOF. A missing object fails Open, wrapping checkpoint.ErrCorrupt. Reading
 // is bounded by ctx's deadline, or by ReadTimeout if it has none.
@@ -364,7 +364,8 @@ func (s *CheckpointStorage) Open(ctx context.Context, ref checkpoint.FileRef) (i
 	return checkpoint.VerifyingReader(r, ref, s.where), nil
 }
 
-// get opens object name for reading, following a link within the bucket.
+// get opens object name for reading; a link (which this storage never
+// writes) is refused as corrupt.
 func (s *CheckpointStorage) get(ctx context.Context, name string) (io.ReadCloser, *njs.ObjectInfo, error) {
 	info, err := s.obs.GetInfo(ctx, name)
 	if err != nil {
@@ -463,7 +464,7 @@ func (r *objectReader) next() error {
 		if cerr := r.ctx.Err(); cerr != nil {
 			err = cerr
 		}
-		return fmt.Errorf("read chunk %d of %d of object %s in %s: %w", r.chunks+1, r.info.Chunks, r.name, r.where, err)
+		return r.chunkErr(r.chunks+1, err)
 	}
 	r.chunks++
 	r.rest = m.Data()
@@ -476,7 +477,7 @@ func (r *objectReader) next() error {
 		// With no chunk left in the stream the next would never come.
 		meta, err := m.Metadata()
 		if err != nil {
-			return fmt.Errorf("read chunk %d of %d of object %s in %s: %w", r.chunks, r.info.Chunks, r.name, r.where, err)
+			return r.chunkErr(r.chunks, err)
 		}
 		if meta.NumPending == 0 {
 			return fmt.Errorf("%w: object %s in %s: the stream holds %d of its %d chunks", checkpoint.ErrCorrupt, r.name, r.where, r.chunks, r.info.Chunks)
@@ -491,9 +492,13 @@ func (r *objectReader) Close() error {
 	}
 	r.cancel()
 	if r.err == nil {
-		r.err = errors.New("read after close")
+		r.err = fmt.Errorf("read object %s in %s after Close", r.name, r.where)
 	}
 	return nil
+}
+
+func (r *objectReader) chunkErr(i uint32, err error) error {
+	return fmt.Errorf("read chunk %d of %d of object %s in %s: %w", i, r.info.Chunks, r.name, r.where, err)
 }
 
 // Commit implements checkpoint.Storage. It refuses an invalid manifest
